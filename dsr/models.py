@@ -1,0 +1,134 @@
+"""Latent maps: ensembles of (clipped) shallow PLRNNs with analytic Jacobians.
+
+Every parameter carries a leading ensemble axis E, so one module holds E independent models and one
+batched tensor program steps them all. Latent states are ``(E, B, M)``: model, batch, latent dim.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from dsr._validation import check_choice, check_positive
+
+
+class ShallowPLRNN(nn.Module):
+    """Ensemble of E shallow PLRNNs (shPLRNN), spec section 1.
+
+    ``z_t = A z_{t-1} + W1 relu(W2 z_{t-1} + h2) + h1``
+
+    Parameters (all with leading axis E): ``A`` (E, M) diagonal, ``W1`` (E, M, L), ``W2`` (E, L, M),
+    ``h1`` (E, M), ``h2`` (E, L).
+
+    Parameters
+    ----------
+    n_models, latent_dim, hidden_dim : int
+        E, M, L.
+    generator : torch.Generator, optional
+        Source of the random initialisation (CPU generator).
+    dtype : torch.dtype
+        float32 for training, float64 for analysis and tests.
+    """
+
+    clipped = False
+
+    def __init__(
+        self,
+        n_models: int,
+        latent_dim: int,
+        hidden_dim: int,
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        for name, value in [("n_models", n_models), ("latent_dim", latent_dim),
+                            ("hidden_dim", hidden_dim)]:
+            check_positive(name, value, integer=True)
+        E, M, L = n_models, latent_dim, hidden_dim
+        self.n_models, self.latent_dim, self.hidden_dim = E, M, L
+        g = generator
+
+        def uniform(shape, bound):
+            return (torch.rand(shape, generator=g, dtype=torch.float64) * 2 - 1) * bound
+
+        R = torch.randn(E, M, M, generator=g, dtype=torch.float64)
+        Q = R.transpose(1, 2) @ R / M + torch.eye(M, dtype=torch.float64)
+        A = torch.diagonal(Q, dim1=1, dim2=2) / torch.linalg.eigvalsh(Q)[:, -1:]
+        h2 = uniform((E, L), 1 / math.sqrt(L)) if self.clipped else torch.zeros(E, L, dtype=torch.float64)
+        self.A = nn.Parameter(A.to(dtype))
+        self.W1 = nn.Parameter(uniform((E, M, L), 1 / math.sqrt(L)).to(dtype))
+        self.W2 = nn.Parameter(uniform((E, L, M), 1 / math.sqrt(M)).to(dtype))
+        self.h1 = nn.Parameter(torch.zeros(E, M, dtype=dtype))
+        self.h2 = nn.Parameter(h2.to(dtype))
+
+    def _activation(self, pre: torch.Tensor) -> torch.Tensor:
+        """Hidden-layer nonlinearity of ``pre = W2 z`` ``(E, B, L)``."""
+        return torch.relu(pre + self.h2[:, None])
+
+    def _activation_slope(self, pre: torch.Tensor) -> torch.Tensor:
+        """d activation / d pre, elementwise ``(E, B, L)``."""
+        return (pre + self.h2[:, None] > 0).to(pre.dtype)
+
+    def step(self, z: torch.Tensor) -> torch.Tensor:
+        """One step of the map, ``(E, B, M) -> (E, B, M)``."""
+        pre = torch.bmm(z, self.W2.transpose(1, 2))
+        return torch.baddbmm(self.A[:, None] * z + self.h1[:, None], self._activation(pre),
+                             self.W1.transpose(1, 2))
+
+    forward = step
+
+    def jacobian(self, z: torch.Tensor) -> torch.Tensor:
+        """Analytic Jacobian ``dF/dz`` at ``z`` ``(E, B, M)`` -> ``(E, B, M, M)``."""
+        slope = self._activation_slope(torch.bmm(z, self.W2.transpose(1, 2)))
+        jac = torch.einsum("eml,ebl,elk->ebmk", self.W1, slope, self.W2)
+        return jac + torch.diag_embed(self.A)[:, None]
+
+    def generate(self, z0: torch.Tensor, n_steps: int) -> torch.Tensor:
+        """Free-running trajectory from ``z0`` ``(E, B, M)``.
+
+        Returns
+        -------
+        torch.Tensor, shape (n_steps, E, B, M)
+            ``z0`` followed by ``n_steps - 1`` iterates (time on axis 0).
+        """
+        out = z0.new_empty((n_steps, *z0.shape))
+        out[0] = z0
+        for t in range(1, n_steps):
+            out[t] = self.step(out[t - 1])
+        return out
+
+    def hyperparameters(self) -> dict:
+        return {"n_models": self.n_models, "latent_dim": self.latent_dim,
+                "hidden_dim": self.hidden_dim}
+
+
+class ClippedShallowPLRNN(ShallowPLRNN):
+    """Ensemble of clipped shallow PLRNNs (cshPLRNN, the default), spec section 1.
+
+    ``z_t = A z_{t-1} + W1 [relu(W2 z_{t-1} + h2) - relu(W2 z_{t-1})] + h1``; bounded when |A_ii| < 1.
+    """
+
+    clipped = True
+
+    def _activation(self, pre: torch.Tensor) -> torch.Tensor:
+        return torch.relu(pre + self.h2[:, None]) - torch.relu(pre)
+
+    def _activation_slope(self, pre: torch.Tensor) -> torch.Tensor:
+        return (pre + self.h2[:, None] > 0).to(pre.dtype) - (pre > 0).to(pre.dtype)
+
+
+MODELS = {"cshPLRNN": ClippedShallowPLRNN, "shPLRNN": ShallowPLRNN}
+
+
+def make_model(name: str, n_models: int, latent_dim: int, hidden_dim: int, **kwargs) -> ShallowPLRNN:
+    """Build a latent model ensemble by registry name (see ``MODELS``)."""
+    check_choice("model", name, MODELS)
+    return MODELS[name](n_models, latent_dim, hidden_dim, **kwargs)
+
+
+def model_name(model: ShallowPLRNN) -> str:
+    """Registry name of a model instance."""
+    return next(k for k, v in MODELS.items() if type(model) is v)
