@@ -130,13 +130,13 @@ def _demo_atlas(n_regions: int, grid: int, rng) -> np.ndarray:
 
 
 def _motion(n: int, rng) -> np.ndarray:
-    """Six smooth head-motion traces (mm, rad): AR(1) drifts plus two small jerks; (T, 6)."""
+    """Six head-motion traces (mm, rad): AR(1) jitter plus two decaying jerks; (T, 6)."""
     drift = np.zeros((n, 6))
     eps = rng.normal(0, 1, (n, 6))
     for t in range(1, n):
-        drift[t] = 0.95 * drift[t - 1] + eps[t]
+        drift[t] = 0.8 * drift[t - 1] + eps[t]
     for t0 in rng.choice(np.arange(n // 5, n - n // 5), 2, replace=False):
-        drift[t0:] += rng.normal(0, 3.0, 6)
+        drift[t0:] += rng.normal(0, 3.0, 6)[None] * np.exp(-np.arange(n - t0) / 5.0)[:, None]
     scale = np.array([0.05, 0.05, 0.05, 0.001, 0.001, 0.001])
     return drift * scale
 
