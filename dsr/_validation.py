@@ -24,7 +24,12 @@ def check_choice(name: str, value: str, registry: Mapping[str, Any]) -> str:
 def check_positive(name: str, value: float, *, integer: bool = False) -> float:
     """Return ``value`` if it is a finite number > 0 (an int when ``integer``)."""
     kind = int if integer else (int, float, np.integer, np.floating)
-    if isinstance(value, bool) or not isinstance(value, kind) or not np.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, kind)
+        or not np.isfinite(value)
+        or value <= 0
+    ):
         what = "a positive integer" if integer else "a positive finite number"
         raise DsrInputError(f"'{name}' must be {what}; got {value!r}")
     return value
@@ -60,7 +65,9 @@ def check_timeseries(
         raise DsrInputError(f"{name}: expected a 2-D array (T, N); got shape {arr.shape}")
     n_time, n_dim = arr.shape
     if n_time == 0 or n_dim == 0:
-        raise DsrInputError(f"{name}: empty array of shape {arr.shape}; expected (T, N) with T, N > 0")
+        raise DsrInputError(
+            f"{name}: empty array of shape {arr.shape}; expected (T, N) with T, N > 0"
+        )
     if n_time < n_dim:
         raise DsrInputError(
             f"{name}: shape {arr.shape} has fewer time points than regions; time must be axis 0 "

@@ -44,8 +44,11 @@ class ShallowPLRNN(nn.Module):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        for name, value in [("n_models", n_models), ("latent_dim", latent_dim),
-                            ("hidden_dim", hidden_dim)]:
+        for name, value in [
+            ("n_models", n_models),
+            ("latent_dim", latent_dim),
+            ("hidden_dim", hidden_dim),
+        ]:
             check_positive(name, value, integer=True)
         E, M, L = n_models, latent_dim, hidden_dim
         self.n_models, self.latent_dim, self.hidden_dim = E, M, L
@@ -57,7 +60,11 @@ class ShallowPLRNN(nn.Module):
         R = torch.randn(E, M, M, generator=g, dtype=torch.float64)
         Q = R.transpose(1, 2) @ R / M + torch.eye(M, dtype=torch.float64)
         A = torch.diagonal(Q, dim1=1, dim2=2) / torch.linalg.eigvalsh(Q)[:, -1:]
-        h2 = uniform((E, L), 1 / math.sqrt(L)) if self.clipped else torch.zeros(E, L, dtype=torch.float64)
+        h2 = (
+            uniform((E, L), 1 / math.sqrt(L))
+            if self.clipped
+            else torch.zeros(E, L, dtype=torch.float64)
+        )
         self.A = nn.Parameter(A.to(dtype))
         self.W1 = nn.Parameter(uniform((E, M, L), 1 / math.sqrt(L)).to(dtype))
         self.W2 = nn.Parameter(uniform((E, L, M), 1 / math.sqrt(M)).to(dtype))
@@ -75,8 +82,9 @@ class ShallowPLRNN(nn.Module):
     def step(self, z: torch.Tensor) -> torch.Tensor:
         """One step of the map, ``(E, B, M) -> (E, B, M)``."""
         pre = torch.bmm(z, self.W2.transpose(1, 2))
-        return torch.baddbmm(self.A[:, None] * z + self.h1[:, None], self._activation(pre),
-                             self.W1.transpose(1, 2))
+        return torch.baddbmm(
+            self.A[:, None] * z + self.h1[:, None], self._activation(pre), self.W1.transpose(1, 2)
+        )
 
     forward = step
 
@@ -101,8 +109,11 @@ class ShallowPLRNN(nn.Module):
         return out
 
     def hyperparameters(self) -> dict:
-        return {"n_models": self.n_models, "latent_dim": self.latent_dim,
-                "hidden_dim": self.hidden_dim}
+        return {
+            "n_models": self.n_models,
+            "latent_dim": self.latent_dim,
+            "hidden_dim": self.hidden_dim,
+        }
 
 
 class ClippedShallowPLRNN(ShallowPLRNN):
@@ -123,7 +134,9 @@ class ClippedShallowPLRNN(ShallowPLRNN):
 MODELS = {"cshPLRNN": ClippedShallowPLRNN, "shPLRNN": ShallowPLRNN}
 
 
-def make_model(name: str, n_models: int, latent_dim: int, hidden_dim: int, **kwargs) -> ShallowPLRNN:
+def make_model(
+    name: str, n_models: int, latent_dim: int, hidden_dim: int, **kwargs
+) -> ShallowPLRNN:
     """Build a latent model ensemble by registry name (see ``MODELS``)."""
     check_choice("model", name, MODELS)
     return MODELS[name](n_models, latent_dim, hidden_dim, **kwargs)

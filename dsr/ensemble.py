@@ -1,0 +1,126 @@
+"""A fitted ensemble: E trained models with their bookkeeping, saved to and loaded from one file."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dsr.checkpoint import write_torch
+from dsr.errors import DsrInputError
+from dsr.models import make_model, model_name
+from dsr.observation import decoder_name, make_decoder
+
+FORMAT = "dsr-ensemble/1"
+
+
+@dataclasses.dataclass
+class FittedEnsemble:
+    """E trained models; model ``e`` belongs to ``subject_ids[model_subject[e]]``, restart ``model_restart[e]``.
+
+    Attributes
+    ----------
+    model : dsr.models.ShallowPLRNN
+        Latent map ensemble (E models).
+    decoder : dsr.observation.LinearDecoder
+        Observation model ensemble (E models).
+    subject_ids : list of str
+    model_subject, model_restart : np.ndarray, shape (E,)
+    status : list of str, length E
+        ``"ok"`` or ``"diverged"`` (parameters are then the last finite ones).
+    final_loss : np.ndarray, shape (E,)
+    loss_history : np.ndarray, shape (epochs, E)
+    config : dict
+        The TrainingConfig as a dict, plus ``seed``.
+    kernel : np.ndarray, shape (h,)
+    wall_time_s : float
+    device : str
+    """
+
+    model: torch.nn.Module
+    decoder: torch.nn.Module
+    subject_ids: list[str]
+    model_subject: np.ndarray
+    model_restart: np.ndarray
+    status: list[str]
+    final_loss: np.ndarray
+    loss_history: np.ndarray
+    config: dict
+    kernel: np.ndarray
+    wall_time_s: float
+    device: str
+
+    @property
+    def n_models(self) -> int:
+        return len(self.model_subject)
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> FittedEnsemble:
+        """Move (and optionally cast) both modules in place; returns self."""
+        self.model.to(device=device, dtype=dtype)
+        self.decoder.to(device=device, dtype=dtype)
+        return self
+
+
+def save_ensemble(fitted: FittedEnsemble, path: str | Path) -> Path:
+    """Write the ensemble atomically to ``path`` (a ``.pt`` loadable with ``weights_only=True``)."""
+    dec = fitted.decoder
+    blob = {
+        "format": FORMAT,
+        "model_name": model_name(fitted.model),
+        "model_hparams": fitted.model.hyperparameters(),
+        "model_state": {k: v.detach().cpu() for k, v in fitted.model.state_dict().items()},
+        "decoder_name": decoder_name(dec),
+        "decoder_dims": [dec.obs_dim, dec.latent_dim, dec.n_confounds],
+        "decoder_state": {k: v.detach().cpu() for k, v in dec.state_dict().items()},
+        "kernel": torch.as_tensor(fitted.kernel, dtype=torch.float64),
+        "subject_ids": list(fitted.subject_ids),
+        "model_subject": torch.as_tensor(fitted.model_subject),
+        "model_restart": torch.as_tensor(fitted.model_restart),
+        "status": list(fitted.status),
+        "final_loss": torch.as_tensor(fitted.final_loss, dtype=torch.float64),
+        "loss_history": torch.as_tensor(fitted.loss_history, dtype=torch.float64),
+        "config": dict(fitted.config),
+        "wall_time_s": float(fitted.wall_time_s),
+        "device": str(fitted.device),
+    }
+    return write_torch(path, blob)
+
+
+def load_ensemble(
+    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> FittedEnsemble:
+    """Load an ensemble written by :func:`save_ensemble`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DsrInputError(f"model file {path} does not exist; run 'dsr fit' first")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise DsrInputError(f"{path} is not a dsr ensemble file (format {FORMAT})")
+    hp = blob["model_hparams"]
+    model = make_model(
+        blob["model_name"], hp["n_models"], hp["latent_dim"], hp["hidden_dim"], dtype=dtype
+    )
+    model.load_state_dict(blob["model_state"])
+    n_obs, n_latent, n_conf = blob["decoder_dims"]
+    kernel = blob["kernel"].numpy()
+    decoder = make_decoder(
+        blob["decoder_name"], hp["n_models"], n_obs, n_latent, kernel, n_conf, dtype=dtype
+    )
+    decoder.load_state_dict(blob["decoder_state"])
+    fitted = FittedEnsemble(
+        model=model,
+        decoder=decoder,
+        subject_ids=blob["subject_ids"],
+        model_subject=blob["model_subject"].numpy(),
+        model_restart=blob["model_restart"].numpy(),
+        status=blob["status"],
+        final_loss=blob["final_loss"].numpy(),
+        loss_history=blob["loss_history"].numpy(),
+        config=blob["config"],
+        kernel=kernel,
+        wall_time_s=blob["wall_time_s"],
+        device=blob["device"],
+    )
+    return fitted.to(device, dtype)

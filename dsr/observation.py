@@ -1,0 +1,174 @@
+"""Observation models (decoders) from latent states to data, batched over an ensemble.
+
+Shapes: latent trajectories ``(T, E, B, M)``, data ``(T, E, B, N)``, nuisance regressors
+``(T, E, B, P)`` — time on axis 0, then model, then batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from dsr._validation import check_choice
+
+
+def _glorot(shape: tuple[int, ...], generator: torch.Generator | None, dtype) -> torch.Tensor:
+    fan_out, fan_in = shape[-2], shape[-1]
+    bound = math.sqrt(6.0 / (fan_in + fan_out)) if fan_in + fan_out else 0.0
+    return ((torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound).to(dtype)
+
+
+def causal_valid_convolution(z: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """``y_t = sum_s k_s z_{t-s}`` for the ``T - h + 1`` times with a full kernel history.
+
+    Parameters
+    ----------
+    z : torch.Tensor, shape (T, ...)
+    kernel : torch.Tensor, shape (h,)
+
+    Returns
+    -------
+    torch.Tensor, shape (T - h + 1, ...); entry i is time ``i + h - 1`` of ``z``.
+    """
+    h = kernel.shape[0]
+    if h == 1:
+        return z * kernel[0]
+    windows = z.unfold(0, h, 1)  # (T-h+1, ..., h), window j holds z_{j..j+h-1}
+    return windows @ kernel.flip(0)
+
+
+class LinearDecoder(nn.Module):
+    """``x_t = B (k * z)_t + J r_t``; the "standard" decoder is the special case ``k = [1]``.
+
+    Parameters ``B`` (E, N, M) and ``J`` (E, N, P), Glorot-uniform; the kernel is a fixed buffer.
+
+    Parameters
+    ----------
+    n_models, obs_dim, latent_dim, n_confounds : int
+        E, N, M, P (P may be 0).
+    kernel : array-like, shape (h,)
+        Convolution kernel (``[1.0]`` for the standard decoder).
+    """
+
+    def __init__(
+        self,
+        n_models: int,
+        obs_dim: int,
+        latent_dim: int,
+        kernel,
+        n_confounds: int = 0,
+        *,
+        generator: torch.Generator | None = None,
+        dtype=torch.float32,
+    ) -> None:
+        super().__init__()
+        E, N, M, P = n_models, obs_dim, latent_dim, n_confounds
+        self.obs_dim, self.latent_dim, self.n_confounds = N, M, P
+        self.B = nn.Parameter(_glorot((E, N, M), generator, dtype))
+        self.J = nn.Parameter(_glorot((E, N, P), generator, dtype))
+        self.register_buffer("kernel", torch.as_tensor(np.asarray(kernel), dtype=dtype).flatten())
+
+    @property
+    def kernel_length(self) -> int:
+        return self.kernel.shape[0]
+
+    @property
+    def forced_dims(self) -> int:
+        """Number D of leading latents that the forcing signal pins (all of them here)."""
+        return self.latent_dim
+
+    def _nuisance(self, r: torch.Tensor | None) -> torch.Tensor | float:
+        if r is None or self.n_confounds == 0:
+            return 0.0
+        return torch.einsum("teba,ena->tebn", r, self.J)
+
+    def decode(self, z: torch.Tensor, r: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted data ``(T - h + 1, E, B, N)`` from latents ``z`` ``(T, E, B, M)``."""
+        h = self.kernel_length
+        y = causal_valid_convolution(z, self.kernel)
+        x = torch.einsum("tebm,enm->tebn", y, self.B)
+        return x + self._nuisance(None if r is None else r[h - 1 :])
+
+    @torch.no_grad()
+    def forcing(self, x_deconv: torch.Tensor, r_deconv: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher signal ``d_t = B⁺ (x_t^deconv − J r_t^deconv)`` ``(T, E, B, M)``; NaN stays NaN."""
+        target = x_deconv - self._nuisance(r_deconv)
+        return torch.einsum("emn,tebn->tebm", torch.linalg.pinv(self.B), target)
+
+    def initial_state(self, x_deconv0: torch.Tensor, r_deconv0: torch.Tensor | None = None):
+        """Initial latent state ``(E, B, M)`` from the first deconvolved sample ``(E, B, N)``."""
+        r0 = None if r_deconv0 is None else r_deconv0[None]
+        return self.forcing(x_deconv0[None], r0)[0]
+
+
+class ConvolvedDecoder(LinearDecoder):
+    """convSSM observation model ``x_t = B sum_s k_s z_{t-s} + J r_t`` (spec section 2)."""
+
+
+class StandardDecoder(LinearDecoder):
+    """Standard SSM ``x_t = B z_t + J r_t``: the kernel is ignored."""
+
+    def __init__(self, n_models, obs_dim, latent_dim, kernel=None, n_confounds=0, **kwargs):
+        super().__init__(n_models, obs_dim, latent_dim, [1.0], n_confounds, **kwargs)
+
+
+class IdentityDecoder(LinearDecoder):
+    """The first N latents are the (convolved) observations: ``x_t = (k * z)_{t,1..N} + J r_t``.
+
+    The initial state is ``[x^deconv_1; L x^deconv_1]`` with ``L`` ((M − N) × N) trained; only the
+    first N latents are forced.
+    """
+
+    def __init__(
+        self,
+        n_models,
+        obs_dim,
+        latent_dim,
+        kernel,
+        n_confounds=0,
+        *,
+        generator=None,
+        dtype=torch.float32,
+    ):
+        if latent_dim < obs_dim:
+            raise ValueError(
+                f"identity decoder needs latent_dim >= obs_dim; got {latent_dim} < {obs_dim}"
+            )
+        super().__init__(
+            n_models, obs_dim, latent_dim, kernel, n_confounds, generator=generator, dtype=dtype
+        )
+        eye = torch.eye(obs_dim, latent_dim, dtype=dtype).expand(n_models, -1, -1).clone()
+        del self.B
+        self.register_buffer("B", eye)
+        self.L = nn.Parameter(_glorot((n_models, latent_dim - obs_dim, obs_dim), generator, dtype))
+
+    @property
+    def forced_dims(self) -> int:
+        return self.obs_dim
+
+    @torch.no_grad()
+    def forcing(self, x_deconv, r_deconv=None):
+        return x_deconv - self._nuisance(r_deconv)
+
+    def initial_state(self, x_deconv0, r_deconv0=None):
+        head = self.forcing(x_deconv0[None], None if r_deconv0 is None else r_deconv0[None])[0]
+        return torch.cat([head, torch.einsum("ekn,ebn->ebk", self.L, head)], dim=-1)
+
+
+DECODERS = {"convolved": ConvolvedDecoder, "standard": StandardDecoder, "identity": IdentityDecoder}
+
+
+def make_decoder(
+    name: str, n_models: int, obs_dim: int, latent_dim: int, kernel, n_confounds=0, **kwargs
+) -> LinearDecoder:
+    """Build a decoder by registry name (see ``DECODERS``)."""
+    check_choice("decoder", name, DECODERS)
+    return DECODERS[name](n_models, obs_dim, latent_dim, kernel, n_confounds, **kwargs)
+
+
+def decoder_name(decoder: LinearDecoder) -> str:
+    """Registry name of a decoder instance."""
+    return next(k for k, v in DECODERS.items() if type(decoder) is v)
