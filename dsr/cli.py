@@ -1,0 +1,172 @@
+"""Command-line interface: ``dsr fit``, ``dsr evaluate``, ``dsr demo``.
+
+Each subcommand is one entry of ``COMMANDS`` (name -> (add_arguments, run)). Errors of the
+``DsrError`` family end the program with their message and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from dsr.checkpoint import write_json, write_text
+from dsr.errors import DsrError
+from dsr.kernels import make_kernel
+
+log = logging.getLogger("dsr")
+
+
+def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
+    from dsr.models import MODELS
+    from dsr.observation import DECODERS
+
+    p.add_argument("data", type=Path, help="(T, N) series as .npy or .csv (time on axis 0)")
+    unit = p.add_mutually_exclusive_group(required=True)
+    unit.add_argument("--tr", type=float, help="repetition time in seconds (fMRI, HRF kernel)")
+    unit.add_argument("--fs", type=float, help="sampling rate in Hz (calcium kernel)")
+    p.add_argument("--tau", type=float, default=0.7, help="calcium decay time constant, s")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--confounds", type=Path, help="(T, P) nuisance regressors .npy/.csv")
+    p.add_argument("--decoder", default="convolved", choices=sorted(DECODERS))
+    p.add_argument("--model", default="cshPLRNN", choices=sorted(MODELS))
+    p.add_argument("--latent-dim", type=int, help="M (default: N)")
+    p.add_argument("--hidden-dim", type=int, default=50, help="L")
+    p.add_argument("--alpha", type=float, default=0.1, help="GTF strength (0: no forcing)")
+    p.add_argument("--epochs", type=int, default=1000)
+    p.add_argument("--batches-per-epoch", type=int, default=50)
+    p.add_argument("--seq-len", type=int, default=200, help="training window length")
+    p.add_argument("--n-models", type=int, default=8, help="restarts in the ensemble")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    p.add_argument("--no-zscore", action="store_true", help="do not z-score the columns")
+
+
+def _run_fit(args: argparse.Namespace) -> None:
+    from dsr.io import load_array
+    from dsr.training import TrainingConfig, fit_ensemble, save_ensemble
+
+    x = load_array(args.data)
+    r = load_array(args.confounds) if args.confounds else None
+    if not args.no_zscore:
+        x = (x - np.nanmean(x, 0)) / np.nanstd(x, 0, ddof=1)
+    kernel = (
+        make_kernel("hrf", tr_s=args.tr)
+        if args.tr
+        else make_kernel("calcium", tau_s=args.tau, fs_hz=args.fs)
+    )
+    config = TrainingConfig(
+        model=args.model,
+        decoder=args.decoder,
+        latent_dim=args.latent_dim,
+        hidden_dim=args.hidden_dim,
+        alpha=args.alpha,
+        epochs=args.epochs,
+        batches_per_epoch=args.batches_per_epoch,
+        seq_len=args.seq_len,
+    )
+    fitted = fit_ensemble(
+        [x],
+        kernel,
+        confounds=None if r is None else [r],
+        subject_ids=[args.data.stem],
+        n_restarts=args.n_models,
+        config=config,
+        seed=args.seed,
+        device=args.device,
+        checkpoint_dir=args.out / "checkpoints",
+    )
+    save_ensemble(fitted, args.out / "model.pt")
+    write_fit_outputs(
+        fitted,
+        args.out,
+        extra={
+            "data": str(args.data),
+            "zscored": not args.no_zscore,
+            "tr_s": args.tr,
+            "fs_hz": args.fs,
+        },
+    )
+    log.info(
+        "wrote %s (%d models, %.1f s on %s)",
+        args.out / "model.pt",
+        fitted.n_models,
+        fitted.wall_time_s,
+        fitted.device,
+    )
+
+
+def write_fit_outputs(fitted, out_dir: Path, extra: dict | None = None) -> None:
+    """Write ``fit.json`` (config, per-model status and loss, wall time) and ``loss.tsv``."""
+    models = [
+        {
+            "model": e,
+            "subject": fitted.subject_ids[s],
+            "restart": int(r),
+            "status": st,
+            "final_loss": float(loss),
+        }
+        for e, (s, r, st, loss) in enumerate(
+            zip(
+                fitted.model_subject,
+                fitted.model_restart,
+                fitted.status,
+                fitted.final_loss,
+                strict=True,
+            )
+        )
+    ]
+    write_json(
+        out_dir / "fit.json",
+        {
+            "config": fitted.config,
+            "models": models,
+            "wall_time_s": fitted.wall_time_s,
+            "device": fitted.device,
+            **(extra or {}),
+        },
+    )
+    header = "epoch\t" + "\t".join(f"model_{e}" for e in range(fitted.n_models))
+    rows = [
+        f"{i + 1}\t" + "\t".join(f"{v:.6g}" for v in row)
+        for i, row in enumerate(fitted.loss_history)
+    ]
+    write_text(out_dir / "loss.tsv", "\n".join([header, *rows]) + "\n")
+
+
+COMMANDS = {
+    "fit": (_add_fit_arguments, _run_fit, "fit an ensemble of convSSMs to one (T, N) series"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dsr", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (add_arguments, run, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        args.run(args)
+    except DsrError as exc:
+        print(f"dsr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
