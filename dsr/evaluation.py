@@ -1,0 +1,319 @@
+"""Evaluation of a fitted ensemble (spec section 5): free runs, D_stsp, D_H, PE_n, Lyapunov
+spectra, model selection, and the ``metrics.tsv`` / ``summary.json`` outputs of a run.
+
+Models are scored as one batch: latent trajectories are ``(T, E, K, M)`` (K free runs per model),
+subjects of different length are NaN-padded on the time axis.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dsr._validation import check_confounds, check_positive, check_timeseries
+from dsr.checkpoint import write_json, write_npy, write_text
+from dsr.deconvolution import edge_samples, wiener_deconvolve
+from dsr.dynamics import kaplan_yorke_dimension, lyapunov_spectrum, per_second
+from dsr.ensemble import load_ensemble
+from dsr.errors import DsrInputError
+from dsr.metrics import power_spectrum_error, prediction_error, state_space_divergence
+
+
+@dataclasses.dataclass
+class SubjectData:
+    """One subject's series: training part ``x`` (T, N) and an optional test part that follows it."""
+
+    x: np.ndarray
+    r: np.ndarray | None = None
+    x_test: np.ndarray | None = None
+    r_test: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """``table``: one row per model; ``summary``: JSON-ready dict per subject; ``spectra`` (E, M)."""
+
+    table: pd.DataFrame
+    summary: dict
+    spectra: np.ndarray
+
+
+def _subject(sid: str, value) -> SubjectData:
+    v = (
+        value
+        if isinstance(value, SubjectData)
+        else (SubjectData(**value) if isinstance(value, Mapping) else SubjectData(value))
+    )
+    x = check_timeseries(v.x, name=f"subject {sid!r}")
+    xt = None if v.x_test is None else check_timeseries(v.x_test, name=f"test data of {sid!r}")
+    if xt is not None and xt.shape[1] != x.shape[1]:
+        raise DsrInputError(
+            f"test data of {sid!r} has {xt.shape[1]} regions, training {x.shape[1]}"
+        )
+    if xt is not None and (v.r is None) != (v.r_test is None):
+        raise DsrInputError(f"subject {sid!r}: give confounds for both train and test parts")
+    r = None if v.r is None else check_confounds(v.r, len(x), name=f"confounds of {sid!r}")
+    rt = (
+        None
+        if v.r_test is None
+        else check_confounds(v.r_test, len(xt), name=f"test confounds of {sid!r}")
+    )
+    return SubjectData(x, r, xt, rt)
+
+
+def _stack(arrays: list[np.ndarray | None], n_time: int, index: np.ndarray) -> np.ndarray | None:
+    """Per-subject (T_s, F) arrays -> NaN-padded per-model array (n_time, E, F)."""
+    if arrays[0] is None:
+        return None
+    out = np.full((n_time, len(arrays), arrays[0].shape[1]), np.nan)
+    for s, a in enumerate(arrays):
+        out[: len(a), s] = a
+    return out[:, index]
+
+
+def sliding_deconvolve(
+    x_full: np.ndarray,
+    start: int,
+    horizon: int,
+    cut_right: int,
+    kernel: np.ndarray,
+    noise_floor: float,
+) -> np.ndarray:
+    """Leak-free deconvolution of the test part (spec section 3): the sample at ``u >= start`` comes
+    from deconvolving ``x_full[: u + min(cut_right, horizon) + 1]``; other samples are NaN, (T, F)."""
+    out = np.full(x_full.shape, np.nan)
+    lag = min(cut_right, horizon)
+    for u in range(start, len(x_full) - lag):  # a loop over windows of growing length
+        out[u] = wiener_deconvolve(x_full[: u + lag + 1], kernel, noise_floor)[u]
+    return out
+
+
+@torch.no_grad()
+def _free_runs(model, decoder, z0, n_time, r, chunk):
+    """Yield decoded free runs (n_time, E, k, N) for chunks of the K initial states (E, K, M)."""
+    h = decoder.kernel_length
+    for k in range(0, z0.shape[1], chunk):
+        z = model.generate(z0[:, k : k + chunk], n_time + h - 1)
+        rr = None if r is None else torch.cat([torch.zeros_like(r[:1]).expand(h - 1, -1, -1), r])
+        rr = None if rr is None else rr[:, :, None].expand(-1, -1, z.shape[2], -1)
+        yield k, decoder.decode(z, rr).cpu().numpy()
+
+
+def evaluate_ensemble(
+    fitted,
+    data: Mapping,
+    *,
+    n_trajectories: int = 100,
+    perturbation_sd=0.01,
+    pe_steps: int = 10,
+    gmm_scaling: float = 1.0,
+    smoothing: float = 1.0,
+    lyap_steps: int = 10_000,
+    lyap_transient: int = 1000,
+    lyap_initial: int = 4,
+    tr_s: float | None = None,
+    fs_hz: float | None = None,
+    chunk: int = 10,
+    seed: int = 0,
+) -> Evaluation:
+    """Score every model of a fitted ensemble against its subject's data.
+
+    ``data`` maps each subject id of the ensemble to a :class:`SubjectData` (or a dict with its
+    fields, or a bare (T, N) array). Free runs start from ``d`` at index ``cut_left`` perturbed by
+    ``N(0, perturbation_sd^2)`` (``n_trajectories`` per model), cover train+test, are decoded with
+    the full ``r`` and split at the train/test boundary; D_stsp (GMM variance ``gmm_scaling``) and
+    D_H (``smoothing``) are averaged over the runs. PE_n on the training part uses the whole-series
+    deconvolution, on the test part the leak-free sliding one. PE_1 (train) feeds model selection.
+    The Lyapunov spectrum (per step; per second with ``tr_s``/``fs_hz``) starts from the same states.
+    """
+    check_positive("n_trajectories", n_trajectories, integer=True)
+    missing = [s for s in fitted.subject_ids if s not in data]
+    if missing:
+        raise DsrInputError(f"no data for subject(s) {missing}; pass one entry per subject id")
+    subj = [_subject(s, data[s]) for s in fitted.subject_ids]
+    idx = np.asarray(fitted.model_subject, dtype=int)
+    kernel, cfg = np.asarray(fitted.kernel), fitted.config
+    h, floor = len(kernel), cfg.get("noise_floor", 1e-5)
+    cl, cr = edge_samples(cfg.get("cut_left", 0.25), h), edge_samples(cfg.get("cut_right", 0.5), h)
+    full = [s.x if s.x_test is None else np.vstack([s.x, s.x_test]) for s in subj]
+    rfull = [
+        None if s.r is None else (s.r if s.r_test is None else np.vstack([s.r, s.r_test]))
+        for s in subj
+    ]
+    n_train = np.array([len(s.x) for s in subj])
+    t_max = max(len(f) for f in full)
+    dec = [wiener_deconvolve(s.x, kernel, floor, cl, cr) for s in subj]
+    rdec = [None if s.r is None else wiener_deconvolve(s.r, kernel, floor, cl, cr) for s in subj]
+    model = copy.deepcopy(fitted.model).double().cpu().requires_grad_(False)
+    decoder = copy.deepcopy(fitted.decoder).double().cpu().requires_grad_(False)
+
+    x_tr, xd_tr = _stack([s.x for s in subj], t_max, idx), _stack(dec, t_max, idx)
+    r_tr, rd_tr = _stack([s.r for s in subj], t_max, idx), _stack(rdec, t_max, idx)
+    pe = {
+        f"pe{n}_train": prediction_error(model, decoder, x_tr, xd_tr, r_tr, rd_tr, n, cl, cr)
+        for n in sorted({1, pe_steps})
+    }
+    table = {
+        "model": np.arange(len(idx)),
+        "subject": [fitted.subject_ids[i] for i in idx],
+        "restart": np.asarray(fitted.model_restart),
+        "status": list(fitted.status),
+        **pe,
+    }
+    if any(s.x_test is not None for s in subj):
+        x_te = [
+            np.where(np.arange(len(f))[:, None] < n, np.nan, f)
+            for f, n in zip(full, n_train, strict=True)
+        ]
+        xd_te = [
+            sliding_deconvolve(f, n, pe_steps, cr, kernel, floor)
+            for f, n in zip(full, n_train, strict=True)
+        ]
+        rd_te = [
+            None if r is None else sliding_deconvolve(r, n, pe_steps, cr, kernel, floor)
+            for r, n in zip(rfull, n_train, strict=True)
+        ]
+        table[f"pe{pe_steps}_test"] = prediction_error(
+            model,
+            decoder,
+            _stack(x_te, t_max, idx),
+            _stack(xd_te, t_max, idx),
+            _stack(rfull, t_max, idx),
+            _stack(rd_te, t_max, idx),
+            pe_steps,
+            0,
+            0,
+        )
+
+    d0 = decoder.initial_state(
+        torch.from_numpy(xd_tr[cl])[:, None],
+        None if rd_tr is None else torch.from_numpy(rd_tr[cl])[:, None],
+    )
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(len(idx), n_trajectories, model.latent_dim, generator=gen, dtype=d0.dtype)
+    z0 = d0 + perturbation_sd * noise
+    r_all = _stack(rfull, t_max, idx)
+    r_all = None if r_all is None else torch.from_numpy(np.nan_to_num(r_all))
+    scores = {
+        k: np.full((len(idx), n_trajectories), np.nan)
+        for k in ("dstsp_train", "dh_train", "dstsp_test", "dh_test")
+    }
+    for k, x_gen in _free_runs(model, decoder, z0, t_max, r_all, chunk):
+        for s, f in enumerate(full):
+            es, n = np.flatnonzero(idx == s), n_train[s]
+            parts = [("train", slice(0, n))] + ([("test", slice(n, len(f)))] if len(f) > n else [])
+            for name, sl in parts:
+                g = x_gen[sl, es].reshape(sl.stop - sl.start, -1, f.shape[1])
+                kk = x_gen.shape[2]
+                scores[f"dstsp_{name}"][es, k : k + kk] = state_space_divergence(
+                    f[sl], g, gmm_scaling=gmm_scaling, seed=seed
+                ).reshape(len(es), kk)
+                scores[f"dh_{name}"][es, k : k + kk] = power_spectrum_error(
+                    f[sl], g, smoothing
+                ).reshape(len(es), kk)
+    with warnings.catch_warnings():  # all-NaN rows (diverged models) stay NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        table.update({k: np.nanmean(v, axis=1) for k, v in scores.items()})
+    spectra = lyapunov_spectrum(
+        model, z0=z0[:, :lyap_initial], n_steps=lyap_steps, transient=lyap_transient
+    )
+    table["lambda_max"] = spectra[:, 0]
+    if tr_s is not None or fs_hz is not None:
+        table["lambda_max_per_s"] = per_second(spectra[:, 0], tr_s=tr_s, fs_hz=fs_hz)
+    table["ky_dim"] = kaplan_yorke_dimension(spectra)
+    frame = select_models(pd.DataFrame(table), pe_key="pe1_train")
+    return Evaluation(frame, summarise(frame), spectra)
+
+
+def iqr_outliers(values) -> np.ndarray:
+    """Boolean mask of values outside ``[Q1 - 1.5 IQR, Q3 + 1.5 IQR]`` (NaN counts as outlier)."""
+    v = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(v)
+    if not finite.any():
+        return ~finite
+    q1, q3 = np.percentile(v[finite], [25, 75])
+    lo, hi = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
+    return ~finite | (v < lo) | (v > hi)
+
+
+def select_models(
+    table: pd.DataFrame,
+    *,
+    pe_key: str = "pe1_train",
+    pe_threshold: float = 1.0,
+    n_best_dstsp: int = 20,
+    n_best_dh: int = 10,
+    segment: str = "train",
+    by: str = "subject",
+) -> pd.DataFrame:
+    """Automatic model selection of spec section 5, per ``by`` group; returns a copy with columns
+    ``pe_ok`` (status ok and ``pe_key <= pe_threshold``), ``top_dstsp`` (best ``n_best_dstsp`` of
+    those by ``dstsp_<segment>``) and ``selected`` (best ``n_best_dh`` of those by ``dh_<segment>``,
+    the set used for lambda analyses). NaN scores never qualify."""
+    need = {pe_key, f"dstsp_{segment}", f"dh_{segment}", "status", by}
+    if need - set(table.columns):
+        raise DsrInputError(f"table lacks column(s) {sorted(need - set(table.columns))}")
+    t = table.copy()
+    t["pe_ok"] = (t["status"] == "ok") & (t[pe_key] <= pe_threshold)
+    dstsp, dh = t[f"dstsp_{segment}"], t[f"dh_{segment}"]
+    rank = dstsp.where(t["pe_ok"]).groupby(t[by]).rank(method="first")
+    t["top_dstsp"] = rank <= n_best_dstsp
+    rank = dh.where(t["top_dstsp"]).groupby(t[by]).rank(method="first")
+    t["selected"] = rank <= n_best_dh
+    return t
+
+
+def _stats(v: pd.Series) -> dict:
+    v = v[np.isfinite(v)]
+    if v.empty:
+        return {"n": 0, "mean": None, "sd": None, "median": None}
+    sd = float(v.std(ddof=1)) if len(v) > 1 else None
+    return {"n": int(len(v)), "mean": float(v.mean()), "sd": sd, "median": float(v.median())}
+
+
+def summarise(table: pd.DataFrame) -> dict:
+    """JSON-serialisable per-subject summary of an evaluated (and selected) table."""
+    out = {}
+    score_cols = [c for c in table.columns if c.startswith(("dstsp", "dh", "pe", "lambda", "ky"))]
+    for sid, g in table.groupby("subject", sort=False):
+        sel = g[g["selected"]]
+        out[str(sid)] = {
+            "n_models": int(len(g)),
+            "n_ok": int((g["status"] == "ok").sum()),
+            "n_pe_ok": int(g["pe_ok"].sum()),
+            "n_selected": int(len(sel)),
+            "all": {c: _stats(g[c]) for c in score_cols if g[c].dtype.kind == "f"},
+            "selected": {c: _stats(sel[c]) for c in score_cols if g[c].dtype.kind == "f"},
+            "fraction_chaotic_selected": (
+                float((sel["lambda_max"] > 0).mean()) if len(sel) else None
+            ),
+        }
+    return out
+
+
+def _model_file(run_dir: Path) -> Path:
+    for candidate in (run_dir / "fit" / "model.pt", run_dir / "model.pt", run_dir):
+        if candidate.is_file():
+            return candidate
+    raise DsrInputError(f"no model.pt in {run_dir} or {run_dir / 'fit'}; run 'dsr fit' first")
+
+
+def evaluate_run(run_dir, data: Mapping, out_dir=None, **kwargs) -> Evaluation:
+    """Evaluate ``<run_dir>/fit/model.pt`` (or ``<run_dir>/model.pt``) and write, atomically,
+    ``metrics.tsv``, ``summary.json`` and ``lyapunov.npy`` (E, M) to ``out_dir`` (default
+    ``<run_dir>/evaluate``). ``kwargs`` go to :func:`evaluate_ensemble`."""
+    run_dir = Path(run_dir)
+    fitted = load_ensemble(_model_file(run_dir))
+    result = evaluate_ensemble(fitted, data, **kwargs)
+    out = Path(out_dir) if out_dir is not None else run_dir / "evaluate"
+    write_text(out / "metrics.tsv", result.table.to_csv(sep="\t", index=False, na_rep="nan"))
+    write_json(out / "summary.json", result.summary)
+    write_npy(out / "lyapunov.npy", result.spectra)
+    return result
