@@ -1,0 +1,193 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from dsr.deconvolution import edge_samples, wiener_deconvolve
+from dsr.errors import DsrInputError
+from dsr.examples import limit_cycle_plrnn, simulate_convolved, simulate_latent
+from dsr.kernels import spm_hrf
+from dsr.metrics import prediction_error
+from dsr.training import (
+    TrainingConfig,
+    fit_ensemble,
+    gtf_rollout,
+    load_ensemble,
+    masked_mse,
+    save_ensemble,
+)
+
+KERNEL = spm_hrf(0.5)  # 65 samples
+TINY = TrainingConfig(
+    epochs=3, batches_per_epoch=2, batch_size=4, seq_len=80, hidden_dim=8, checkpoint_every=1
+)
+
+
+@pytest.fixture(scope="module")
+def cycle_bold():
+    """HRF-convolved (TR 0.5) observations of a known 3-D cshPLRNN limit cycle, noise 0.01."""
+    latent = simulate_latent(limit_cycle_plrnn(), 1600)
+    return simulate_convolved(latent, KERNEL, noise_sd=0.01)  # (1536, 3)
+
+
+def _pe10(fitted, x):
+    n_left, n_right = (edge_samples(c, len(KERNEL)) for c in (0.25, 0.5))
+    x_dec = wiener_deconvolve(x, KERNEL, cut_left=0.25, cut_right=0.5)
+    return prediction_error(
+        fitted.model, fitted.decoder, x, x_dec, n_steps=10, cut_left=n_left, cut_right=n_right
+    )
+
+
+def test_round_trip_gtf_beats_no_forcing(cycle_bold):
+    """Simulate -> fit -> recover: loss falls >= 5x and GTF predicts held-out data better."""
+    torch.set_num_threads(1)
+    train, test = cycle_bold[:1000], cycle_bold[1000:]
+    config = TrainingConfig(
+        epochs=40, batches_per_epoch=20, seq_len=100, hidden_dim=20, lr_start=5e-3, lr_end=1e-4
+    )
+    gtf = fit_ensemble([train], KERNEL, n_restarts=4, config=config, seed=0, device="cpu")
+    free = fit_ensemble(
+        [train],
+        KERNEL,
+        n_restarts=4,
+        seed=0,
+        device="cpu",
+        config=dataclasses.replace(config, alpha=0.0),
+    )
+    assert gtf.status == ["ok"] * 4
+    drop = gtf.loss_history[0] / gtf.loss_history[-1]
+    assert np.all(drop >= 5), drop
+    pe_gtf, pe_free = _pe10(gtf, test), _pe10(free, test)
+    assert np.nanmean(pe_gtf) < np.nanmean(pe_free), (pe_gtf, pe_free)
+    assert np.nanmean(pe_gtf) < 0.5
+
+
+def test_subjects_share_one_ensemble(cycle_bold):
+    data = [cycle_bold[:400], -cycle_bold[400:900, ::-1]]  # two "subjects", different lengths
+    fitted = fit_ensemble(
+        data, KERNEL, n_restarts=2, subject_ids=["a", "b"], config=TINY, device="cpu"
+    )
+    assert fitted.n_models == 4
+    np.testing.assert_array_equal(fitted.model_subject, [0, 0, 1, 1])
+    np.testing.assert_array_equal(fitted.model_restart, [0, 1, 0, 1])
+    assert fitted.loss_history.shape == (3, 4) and np.isfinite(fitted.loss_history).all()
+
+
+def test_save_and_load_roundtrip(tmp_path, cycle_bold):
+    fitted = fit_ensemble([cycle_bold[:300]], KERNEL, n_restarts=2, config=TINY, device="cpu")
+    save_ensemble(fitted, tmp_path / "model.pt")
+    loaded = load_ensemble(tmp_path / "model.pt")
+    for a, b in zip(fitted.model.parameters(), loaded.model.parameters(), strict=True):
+        torch.testing.assert_close(a.detach(), b)
+    torch.testing.assert_close(fitted.decoder.B.detach(), loaded.decoder.B)
+    np.testing.assert_allclose(loaded.kernel, KERNEL)
+    assert loaded.config == fitted.config and loaded.status == fitted.status
+    assert not list(tmp_path.glob(".*tmp"))  # atomic write left no temp file
+
+
+def test_resume_gives_same_parameters_as_uninterrupted(tmp_path, cycle_bold):
+    data = [cycle_bold[:300]]
+    full = fit_ensemble(
+        data, KERNEL, n_restarts=2, config=dataclasses.replace(TINY, epochs=4), seed=3, device="cpu"
+    )
+    # "killed" after 2 of 4 epochs: a 2-epoch run leaves its checkpoint at epoch 2 ...
+    ckpt = tmp_path / "ckpt"
+    half = dataclasses.replace(TINY, epochs=4)
+    _run_epochs(data, half, ckpt, stop_after=2)
+    # ... and the restarted run picks it up and finishes
+    resumed = fit_ensemble(
+        data, KERNEL, n_restarts=2, config=half, seed=3, device="cpu", checkpoint_dir=ckpt
+    )
+    for a, b in zip(full.model.parameters(), resumed.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    np.testing.assert_array_equal(full.loss_history, resumed.loss_history)
+
+
+def _run_epochs(data, config, ckpt, stop_after):
+    """Train with checkpoints until ``stop_after`` epochs are saved, then abort like a kill."""
+    import dsr.training as training
+
+    class Killed(Exception):
+        pass
+
+    original = training.save_checkpoint
+
+    def save_then_maybe_die(directory, state):
+        original(directory, state)
+        if state["epoch"] >= stop_after:
+            raise Killed
+
+    training.save_checkpoint = save_then_maybe_die
+    try:
+        with pytest.raises(Killed):
+            fit_ensemble(
+                data, KERNEL, n_restarts=2, config=config, seed=3, device="cpu", checkpoint_dir=ckpt
+            )
+    finally:
+        training.save_checkpoint = original
+
+
+def test_gtf_alpha_one_reproduces_forcing():
+    """With alpha = 1 and M = N every state is replaced by the forcing signal d_t."""
+    model = limit_cycle_plrnn(dtype=torch.float32)
+    from dsr.observation import make_decoder
+
+    dec = make_decoder("standard", 1, 3, 3, None)
+    x_dec = torch.randn(12, 1, 2, 3)
+    preds = gtf_rollout(model, dec, x_dec, None, alpha=1.0)
+    d = dec.forcing(x_dec)
+    expected = model.step(d[:-1].permute(1, 0, 2, 3).reshape(1, 22, 3)).reshape(1, 11, 2, 3)
+    torch.testing.assert_close(preds, expected.transpose(0, 1))
+
+
+def test_masked_mse_ignores_nan():
+    pred = torch.zeros(5, 2, 3, 4)
+    target = torch.ones(5, 2, 3, 4)
+    target[0, 1] = float("nan")
+    torch.testing.assert_close(masked_mse(pred, target), torch.ones(2))
+
+
+def test_nan_samples_are_left_out(cycle_bold):
+    x = cycle_bold[:300].copy()
+    x[150:153, 1] = np.nan  # e.g. scrubbed volumes
+    fitted = fit_ensemble([x], KERNEL, config=TINY, device="cpu")
+    assert np.isfinite(fitted.loss_history).all()
+
+
+@pytest.mark.parametrize(
+    ("data", "kwargs", "match"),
+    [
+        ([np.full((300, 2), np.nan)], {}, r"column\(s\) \[0, 1\] are entirely NaN"),
+        ([np.random.default_rng(0).normal(size=(3, 300))], {}, "time must be axis 0"),
+        ([np.random.default_rng(0).normal(size=(60, 2))], {}, "only 60 time points"),
+        (
+            [np.random.default_rng(0).normal(size=(300, 2))],
+            {"confounds": [np.zeros((299, 1))]},
+            "confounds of subject 'sub-01'.*299",
+        ),
+        (
+            [np.random.default_rng(0).normal(size=(300, 2))] * 2,
+            {"subject_ids": ["a", "a"]},
+            "must be unique",
+        ),
+        (np.random.default_rng(0).normal(size=(300, 2)), {}, "list of"),
+    ],
+)
+def test_bad_input_is_refused(data, kwargs, match):
+    with pytest.raises(DsrInputError, match=match):
+        fit_ensemble(data, KERNEL, config=TINY, device="cpu", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("decoder", "poisson", "'decoder' must be one of"),
+        ("alpha", 1.5, r"'alpha' must be in \[0, 1\]"),
+        ("epochs", 0, "'epochs' must be a positive integer"),
+        ("model", "GRU", "'model' must be one of"),
+    ],
+)
+def test_bad_config_is_refused(field, value, match):
+    with pytest.raises(DsrInputError, match=match):
+        TrainingConfig(**{field: value})
