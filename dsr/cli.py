@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dsr.checkpoint import write_json, write_text
-from dsr.errors import DsrError
+from dsr.errors import DsrError, DsrInputError
 from dsr.kernels import make_kernel
 
 log = logging.getLogger("dsr")
@@ -45,14 +45,20 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-zscore", action="store_true", help="do not z-score the columns")
 
 
+def _load_series(path: Path, zscore: bool) -> np.ndarray:
+    """A ``(T, N)`` file, z-scored per column unless ``zscore`` is false."""
+    from dsr.io import load_array
+
+    x = load_array(path)
+    return (x - np.nanmean(x, 0)) / np.nanstd(x, 0, ddof=1) if zscore else x
+
+
 def _run_fit(args: argparse.Namespace) -> None:
     from dsr.io import load_array
     from dsr.training import TrainingConfig, fit_ensemble, save_ensemble
 
-    x = load_array(args.data)
+    x = _load_series(args.data, zscore=not args.no_zscore)
     r = load_array(args.confounds) if args.confounds else None
-    if not args.no_zscore:
-        x = (x - np.nanmean(x, 0)) / np.nanstd(x, 0, ddof=1)
     kernel = (
         make_kernel("hrf", tr_s=args.tr)
         if args.tr
@@ -137,8 +143,48 @@ def write_fit_outputs(fitted, out_dir: Path, extra: dict | None = None) -> None:
     write_text(out_dir / "loss.tsv", "\n".join([header, *rows]) + "\n")
 
 
+def _add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, help="folder written by 'dsr fit' (holds model.pt)")
+    p.add_argument("data", type=Path, help="the (T, N) training series the run was fitted to")
+    p.add_argument("--test-data", type=Path, help="held-out (T', N) continuation of the series")
+    p.add_argument("--lyap-steps", type=int, default=10_000, help="Lyapunov iterations")
+    p.add_argument("--n-trajectories", type=int, default=100, help="free runs per model")
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from dsr.evaluation import SubjectData, evaluate_run
+
+    fit_json = args.run_dir / "fit.json"
+    if not fit_json.is_file():
+        raise DsrInputError(f"{fit_json} not found; point RUN_DIR at a folder written by 'dsr fit'")
+    fit = json.loads(fit_json.read_text(encoding="utf-8"))
+    zscore = fit.get("zscored", True)
+    x = _load_series(args.data, zscore)
+    x_test = _load_series(args.test_data, zscore) if args.test_data else None
+    subject = fit["models"][0]["subject"]
+    result = evaluate_run(
+        args.run_dir,
+        {subject: SubjectData(x, x_test=x_test)},
+        out_dir=args.run_dir,
+        tr_s=fit.get("tr_s"),
+        fs_hz=fit.get("fs_hz"),
+        lyap_steps=args.lyap_steps,
+        n_trajectories=args.n_trajectories,
+    )
+    log.info(
+        "wrote %s and summary.json (%d models)", args.run_dir / "metrics.tsv", len(result.table)
+    )
+
+
 COMMANDS = {
     "fit": (_add_fit_arguments, _run_fit, "fit an ensemble of convSSMs to one (T, N) series"),
+    "evaluate": (
+        _add_evaluate_arguments,
+        _run_evaluate,
+        "score a fitted ensemble: D_stsp, D_H, PE_n, Lyapunov spectrum, selection",
+    ),
 }
 
 
