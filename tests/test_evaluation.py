@@ -1,0 +1,107 @@
+"""Model selection, outlier rule and end-to-end evaluation of a (briefly) fitted ensemble."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dsr.dynamics import max_lyapunov_exponent
+from dsr.ensemble import save_ensemble
+from dsr.errors import DsrInputError
+from dsr.evaluation import evaluate_run, iqr_outliers, select_models
+from dsr.examples import limit_cycle_plrnn, simulate_convolved, simulate_latent
+from dsr.kernels import spm_hrf
+from dsr.training import TrainingConfig, fit_ensemble
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _synthetic_table(rng):
+    rows = []
+    for sid in ("sub-01", "sub-02"):
+        for restart in range(30):
+            rows.append(
+                {
+                    "subject": sid,
+                    "restart": restart,
+                    "status": "ok",
+                    "pe1_train": rng.uniform(0.1, 0.9),
+                    "dstsp_train": rng.uniform(1, 5),
+                    "dh_train": rng.uniform(0.3, 0.9),
+                }
+            )
+    table = pd.DataFrame(rows)
+    best = table.index[table["restart"] < 5]  # planted: best D_stsp and D_H
+    table.loc[best, "dstsp_train"] = 0.1 + 0.01 * table.loc[best, "restart"]
+    table.loc[best, "dh_train"] = 0.01
+    trap = table.index[table["restart"] == 5]  # best scores but PE_1 > 1 or diverged
+    table.loc[trap, ["dstsp_train", "dh_train", "pe1_train"]] = [0.0, 0.0, 1.5]
+    table.loc[table["restart"] == 6, ["dstsp_train", "dh_train", "status"]] = [0.0, 0.0, "diverged"]
+    return table
+
+
+def test_selection_picks_planted_models():
+    table = select_models(_synthetic_table(np.random.default_rng(0)), n_best_dh=5)
+    for _, g in table.groupby("subject"):
+        assert sorted(g.loc[g["selected"], "restart"]) == [0, 1, 2, 3, 4]
+        assert g["top_dstsp"].sum() == 20
+        assert not g.loc[g["restart"].isin([5, 6]), "pe_ok"].any()
+
+
+def test_selection_and_outlier_errors():
+    with pytest.raises(DsrInputError, match="lacks column"):
+        select_models(pd.DataFrame({"subject": ["a"]}))
+    mask = iqr_outliers([1.0, 1.1, 0.9, 1.05, 10.0, np.nan])
+    np.testing.assert_array_equal(mask, [False, False, False, False, True, True])
+
+
+@pytest.fixture(scope="module")
+def fitted_run(tmp_path_factory):
+    kernel = spm_hrf(1.2)
+    x = simulate_convolved(simulate_latent(limit_cycle_plrnn(), 460), kernel, noise_sd=0.05)
+    cfg = TrainingConfig(epochs=2, batches_per_epoch=3, seq_len=60)
+    fitted = fit_ensemble([x[:360], x[:380]], kernel, n_restarts=2, config=cfg, device="cpu")
+    run = tmp_path_factory.mktemp("run")
+    save_ensemble(fitted, run / "fit" / "model.pt")
+    return run, {"sub-01": {"x": x[:360], "x_test": x[360:]}, "sub-02": x[:380]}
+
+
+def test_evaluate_run_writes_outputs(fitted_run):
+    run, data = fitted_run
+    res = evaluate_run(run, data, n_trajectories=4, lyap_steps=200, lyap_transient=20, tr_s=1.2)
+    table = pd.read_csv(run / "evaluate" / "metrics.tsv", sep="\t")
+    assert len(table) == 4 and {"dstsp_train", "dh_test", "pe10_test", "lambda_max"} <= set(table)
+    assert np.isfinite(table["pe1_train"]).all() and np.isfinite(table["dh_train"]).all()
+    assert table.loc[table["subject"] == "sub-02", "pe10_test"].isna().all()
+    summary = json.loads((run / "evaluate" / "summary.json").read_text())
+    assert set(summary) == {"sub-01", "sub-02"} and summary["sub-01"]["n_models"] == 2
+    assert np.load(run / "evaluate" / "lyapunov.npy").shape == res.spectra.shape == (4, 3)
+
+
+def test_evaluate_run_errors(fitted_run, tmp_path):
+    run, data = fitted_run
+    with pytest.raises(DsrInputError, match="no data for subject"):
+        evaluate_run(run, {"sub-01": data["sub-01"]}, out_dir=tmp_path)
+    with pytest.raises(DsrInputError, match="no model.pt"):
+        evaluate_run(tmp_path, data)
+
+
+@pytest.mark.slow
+def test_round_trip_lambda_max_brackets_truth():
+    """Fit HRF-convolved data of a known cshPLRNN; fitted lambda_max spread covers the truth."""
+    truth = limit_cycle_plrnn()
+    kernel = spm_hrf(1.2)
+    x = simulate_convolved(simulate_latent(truth, 1200), kernel, noise_sd=0.01)
+    cfg = TrainingConfig(epochs=150, batches_per_epoch=20, seq_len=100, hidden_dim=10)
+    fitted = fit_ensemble([x], kernel, n_restarts=8, config=cfg, device="cpu", seed=1)
+    true_lam = max_lyapunov_exponent(truth, n_steps=3000, transient=500)[0]
+    lam = max_lyapunov_exponent(fitted.model, n_steps=3000, transient=500)
+    assert np.nanmin(lam) - 0.05 <= true_lam <= np.nanmax(lam) + 0.05
