@@ -47,7 +47,7 @@ def parse():
     p.add_argument("--trajectories", type=int, default=None)
     a = p.parse_args()
     full = dict(datasets=10, restarts=10, epochs=1000, batches=50, trajectories=100)
-    red = dict(datasets=2, restarts=2, epochs=5, batches=15, trajectories=10)
+    red = dict(datasets=3, restarts=3, epochs=30, batches=20, trajectories=10)
     for k, v in (full if a.full else red).items():
         if getattr(a, k) is None:
             setattr(a, k, v)
