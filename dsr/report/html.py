@@ -1,0 +1,177 @@
+"""Self-contained HTML reports (jinja2 templates, figures embedded as base64 PNG)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from dsr import __version__
+from dsr.checkpoint import write_text
+from dsr.report import figures as F
+
+SUBJECT_FIGURES = (
+    "data",
+    "connectivity",
+    "loss",
+    "trajectories",
+    "state_space",
+    "spectra",
+    "lyapunov",
+    "fixed_points",
+)
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("dsr.report", "templates"),
+    autoescape=jinja2.select_autoescape(["html"]),
+)
+
+
+def encode_png(path) -> str:
+    """Base64 text of a PNG file, for ``<img src="data:image/png;base64,...">``."""
+    return base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def render(template: str, **context) -> str:
+    """Render ``templates/<template>`` with ``context`` (plus the dsr version)."""
+    return _ENV.get_template(template).render(version=__version__, **context)
+
+
+def _read_json(path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def shown_models(table: pd.DataFrame, n_show: int) -> tuple[list[int], bool]:
+    """Models to draw: the selected ones (best D_H first), else the best finite by D_stsp."""
+    sel = table[table["selected"].astype(bool)].sort_values("dh_train")
+    if len(sel):
+        return [int(m) for m in sel["model"][:n_show]], True
+    ok = table[np.isfinite(table["dstsp_train"])].sort_values("dstsp_train")
+    pool = ok if len(ok) else table
+    return [int(m) for m in pool["model"][:n_show]], False
+
+
+def load_subject_results(extract_dir, fit_dir, eval_dir) -> dict:
+    """Everything a subject report shows, read from the stage folders."""
+    from dsr.pipeline import load_subject
+
+    x, _, meta = load_subject(extract_dir)
+    ev, fit_dir = Path(eval_dir), Path(fit_dir)
+    traj = np.load(ev / "trajectories.npz")
+    loss = pd.read_csv(fit_dir / "loss.tsv", sep="\t").drop(columns="epoch").to_numpy()
+    return {
+        "x": x,
+        "meta": meta,
+        "fit": _read_json(fit_dir / "fit.json"),
+        "loss": loss,
+        "table": pd.read_csv(ev / "metrics.tsv", sep="\t"),
+        "spectra": np.load(ev / "lyapunov.npy"),
+        "cycles": _read_json(ev / "fixed_points.json")["cycles"],
+        "max_order": _read_json(ev / "fixed_points.json").get("max_order"),
+        "x_gen": traj["x_gen"],
+        "z_gen": traj["z_gen"],
+    }
+
+
+def step_seconds(meta: dict) -> float:
+    """Seconds per sample: ``tr_s`` or ``1 / fs_hz`` (1 when neither is known)."""
+    if meta.get("tr_s"):
+        return float(meta["tr_s"])
+    return 1.0 / float(meta["fs_hz"]) if meta.get("fs_hz") else 1.0
+
+
+def subject_figures(res: dict, shown: list[int], truth: dict | None) -> dict:
+    """The subject report's figures (name -> matplotlib Figure)."""
+    x, meta, dt = res["x"], res["meta"], step_seconds(res["meta"])
+    names = meta.get("region_names")
+    status = [m["status"] for m in res["fit"]["models"]]
+    gen = res["x_gen"][shown]
+    selected = res["table"]["selected"].astype(bool).to_numpy()
+    best = shown[0] if shown else 0
+    return {
+        "data": F.plot_timeseries(x, dt, names),
+        "connectivity": F.plot_connectivity(x, names),
+        "loss": F.plot_loss(res["loss"], status),
+        "trajectories": F.plot_trajectories(x, gen, shown, dt),
+        "state_space": F.plot_state_space(x, gen, shown),
+        "spectra": F.plot_spectra(x, gen, shown, dt),
+        "lyapunov": F.plot_lyapunov(
+            res["spectra"] / dt, selected, truth.get("lambda_max_per_second") if truth else None
+        ),
+        "fixed_points": F.plot_fixed_points(res["cycles"], best, res["z_gen"][best]),
+    }
+
+
+def _extraction_summary(meta: dict, x: np.ndarray) -> dict:
+    cleaning = meta.get("cleaning", {})
+    return {
+        "samples × regions": f"{x.shape[0]} × {x.shape[1]}",
+        "TR (s)" if meta.get("tr_s") else "sampling rate (Hz)": meta.get("tr_s")
+        or meta.get("fs_hz"),
+        "regions": ", ".join(map(str, meta.get("region_names", []))),
+        "confounds strategy": ", ".join(cleaning.get("confounds_strategy") or []) or "none",
+        "confounds mode": cleaning.get("confounds_mode", "n/a"),
+        "confound columns": ", ".join(cleaning.get("confound_columns", [])) or "none",
+        "empty regions": ", ".join(map(str, meta.get("empty_regions", []))) or "none",
+        "source": ", ".join(f"{k}: {v}" for k, v in meta.get("files", {}).items()),
+    }
+
+
+def _metric_table(table: pd.DataFrame, dt: float) -> str:
+    t = table.drop(columns=["lambda_max"], errors="ignore").copy()
+    if "lambda_max_per_s" not in t:
+        t["lambda_max_per_s"] = table["lambda_max"] / dt
+    rows = t.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
+    for m in table.loc[table["selected"].astype(bool), "model"]:  # highlight selected rows
+        rows = rows.replace(
+            f"<tr>\n      <td>{m}</td>", f'<tr class="selected">\n      <td>{m}</td>', 1
+        )
+    return rows
+
+
+def _cycles_table(cycles: list[dict]) -> str:
+    if not cycles:
+        return "<p>No fixed points or cycles found.</p>"
+    keys = ("model", "period", "stable", "max_abs_eigenvalue", "residual")
+    return pd.DataFrame([{k: c[k] for k in keys} for c in cycles]).to_html(
+        index=False, float_format=lambda v: f"{v:.3g}", border=0
+    )
+
+
+def write_subject_report(
+    subject, extract_dir, fit_dir, eval_dir, html_path, figure_paths: dict, truth=None, n_show=3
+) -> Path:
+    """Draw the figures (PNG files at ``figure_paths[name]``) and write the subject's HTML."""
+    res = load_subject_results(extract_dir, fit_dir, eval_dir)
+    truth = _read_json(truth) if truth else None
+    shown, any_selected = shown_models(res["table"], n_show)
+    for name, fig in subject_figures(res, shown, truth).items():
+        F.save_figure(fig, figure_paths[name])
+    dt = step_seconds(res["meta"])
+    sel = res["table"]["selected"].astype(bool)
+    lam_sel = np.nanmedian(res["table"].loc[sel, "lambda_max"] / dt) if sel.any() else np.nan
+    html = render(
+        "subject.html",
+        title=f"dsr report: {subject}",
+        subject=subject,
+        sections=["data", "training", "models", "metrics", "dynamics"],
+        extraction=_extraction_summary(res["meta"], res["x"]),
+        warnings=res["meta"].get("warnings", []),
+        figures={k: encode_png(p) for k, p in figure_paths.items()},
+        fit=res["fit"],
+        n_models=len(res["table"]),
+        failed=[m["model"] for m in res["fit"]["models"] if m["status"] != "ok"],
+        shown=shown,
+        any_selected=any_selected,
+        table=jinja2.utils.markupsafe.Markup(_metric_table(res["table"], dt)),
+        truth=truth,
+        lambda_selected="n/a" if np.isnan(lam_sel) else f"{lam_sel:.4f}",
+        n_cycles=len(res["cycles"]),
+        n_stable=sum(c["stable"] for c in res["cycles"]),
+        max_order=res["max_order"],
+        cycles_table=jinja2.utils.markupsafe.Markup(_cycles_table(res["cycles"])),
+    )
+    return write_text(html_path, html)

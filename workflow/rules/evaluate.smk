@@ -1,0 +1,22 @@
+rule evaluate:
+    input:
+        model="results/{subject}/fit/model.pt",
+        fit="results/{subject}/fit/fit.json",
+        meta="results/{subject}/extract/meta.json",
+    output:
+        metrics="results/{subject}/evaluate/metrics.tsv",
+        summary="results/{subject}/evaluate/summary.json",
+        lyapunov="results/{subject}/evaluate/lyapunov.npy",
+        fixed_points="results/{subject}/evaluate/fixed_points.json",
+        trajectories="results/{subject}/evaluate/trajectories.npz",
+    log:
+        "logs/evaluate/{subject}.log",
+    params:
+        options={k: v for k, v in config["evaluate"].items() if k != "threads"},
+        seed=config["fit"]["seed"],
+    threads: config["evaluate"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/evaluate.py"

@@ -1,0 +1,19 @@
+rule extract:
+    input:
+        unpack(get_extract_input),
+    output:
+        timeseries="results/{subject}/extract/timeseries.npy",
+        confounds="results/{subject}/extract/confounds.npy",
+        meta="results/{subject}/extract/meta.json",
+    log:
+        "logs/extract/{subject}.log",
+    params:
+        kind=INPUT["kind"],
+        input_dir=get_input_dir(),
+        options=get_extract_params(),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/extract.py"

@@ -1,0 +1,53 @@
+FIT_FILES = ["model.pt", "fit.json", "loss.tsv"]
+
+if config["fit"]["batch_subjects"]:
+
+    # One job, one ensemble of subjects x restarts models; split into per-subject folders.
+    rule fit_cohort:
+        input:
+            expand("results/{subject}/extract/meta.json", subject=SUBJECTS),
+        output:
+            cohort=expand("results/cohort_fit/{file}", file=FIT_FILES),
+            subjects=expand(
+                "results/{subject}/fit/{file}", subject=SUBJECTS, file=FIT_FILES
+            ),
+        log:
+            "logs/fit/cohort.log",
+        params:
+            subjects=SUBJECTS,
+            training=get_training_params(),
+            n_restarts=config["fit"]["n_restarts"],
+            seed=config["fit"]["seed"],
+            device=config["fit"]["device"],
+            checkpoint_dir="checkpoints/cohort",
+        threads: config["fit"]["threads"]
+        resources:
+            gpu=config["fit"]["gpu"],
+            mem_mb=config["fit"]["mem_mb"],
+            runtime=config["fit"]["runtime_min"],
+        script:
+            "../scripts/fit.py"
+
+else:
+
+    rule fit:
+        input:
+            "results/{subject}/extract/meta.json",
+        output:
+            expand("results/{{subject}}/fit/{file}", file=FIT_FILES),
+        log:
+            "logs/fit/{subject}.log",
+        params:
+            subjects=lambda wildcards: [wildcards.subject],
+            training=get_training_params(),
+            n_restarts=config["fit"]["n_restarts"],
+            seed=config["fit"]["seed"],
+            device=config["fit"]["device"],
+            checkpoint_dir="checkpoints/{subject}",
+        threads: config["fit"]["threads"]
+        resources:
+            gpu=config["fit"]["gpu"],
+            mem_mb=config["fit"]["mem_mb"],
+            runtime=config["fit"]["runtime_min"],
+        script:
+            "../scripts/fit.py"
