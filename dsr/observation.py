@@ -21,8 +21,27 @@ def _glorot(shape: tuple[int, ...], generator: torch.Generator | None, dtype) ->
     return ((torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound).to(dtype)
 
 
+_CONV_BLOCK = 256  # output samples per banded-matrix block (bounds memory for long series)
+
+
+def _toeplitz(kernel: torch.Tensor, n_out: int) -> torch.Tensor:
+    """``(n_out, n_out + h - 1)`` matrix with entry ``[i, j] = k_{i + h - 1 - j}`` (0 off the band)."""
+    h = kernel.shape[0]
+    lag = (
+        torch.arange(n_out, device=kernel.device)[:, None]
+        + (h - 1)
+        - torch.arange(n_out + h - 1, device=kernel.device)[None]
+    )
+    inside = (lag >= 0) & (lag < h)
+    return torch.where(inside, kernel[lag.clamp(0, h - 1)], kernel.new_zeros(()))
+
+
 def causal_valid_convolution(z: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """``y_t = sum_s k_s z_{t-s}`` for the ``T - h + 1`` times with a full kernel history.
+
+    Computed as a banded (Toeplitz) matrix product over time, in blocks of ``_CONV_BLOCK``
+    outputs: one GEMM per block, whose cost does not depend on the kernel length h (measured
+    14x faster than ``unfold`` forward + backward at E = 64, see benchmarks/README.md).
 
     Parameters
     ----------
@@ -36,8 +55,19 @@ def causal_valid_convolution(z: torch.Tensor, kernel: torch.Tensor) -> torch.Ten
     h = kernel.shape[0]
     if h == 1:
         return z * kernel[0]
-    windows = z.unfold(0, h, 1)  # (T-h+1, ..., h), window j holds z_{j..j+h-1}
-    return windows @ kernel.flip(0)
+    n_time, rest = z.shape[0], z.shape[1:]
+    n_out = n_time - h + 1
+    if n_out <= 0:
+        return z.new_empty((0, *rest))
+    flat = z.reshape(n_time, -1)
+    band = _toeplitz(kernel.to(z.dtype), min(n_out, _CONV_BLOCK))
+    if n_out <= _CONV_BLOCK:
+        return (band @ flat).reshape(n_out, *rest)
+    blocks = []
+    for i in range(0, n_out, _CONV_BLOCK):
+        m = min(_CONV_BLOCK, n_out - i)
+        blocks.append(band[:m, : m + h - 1] @ flat[i : i + m + h - 1])
+    return torch.cat(blocks).reshape(n_out, *rest)
 
 
 class LinearDecoder(nn.Module):
