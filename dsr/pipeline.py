@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from dsr.checkpoint import atomic_path, write_json, write_npy
+from dsr.cohort import run_cohort
 from dsr.errors import DsrInputError
 from dsr.kernels import make_kernel
 
@@ -296,6 +297,15 @@ def run_evaluate(fit_dir, extract_dir, out_dir, *, max_order: int = 2, threads: 
     return result
 
 
+def run_subject_report(subject, extract_dir, fit_dir, eval_dir, html_path, figure_paths, **kw):
+    """Subject HTML report; see :func:`dsr.report.write_subject_report`."""
+    from dsr.report import write_subject_report
+
+    return write_subject_report(
+        subject, extract_dir, fit_dir, eval_dir, html_path, figure_paths, **kw
+    )
+
+
 def read_json(path) -> dict:
     """Read a JSON file (UTF-8)."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
@@ -317,8 +327,10 @@ __all__ = [
     "read_json",
     "run_demo",
     "run_extract",
+    "run_cohort",
     "run_evaluate",
     "run_fit",
+    "run_subject_report",
     "save_npz",
     "split_ensemble",
     "subject_kernel",

@@ -191,3 +191,54 @@ def save_figure(fig: Figure, path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
+
+
+def plot_lambda_by_subject(lam: dict, truth: dict | None = None) -> Figure:
+    """λ_max (1/s) of each subject's models as points over a box; red bars: ground truth."""
+    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(lam) + 2), 3.8))
+    subjects = list(lam)
+    vals = [np.asarray(v, float)[np.isfinite(v)] for v in lam.values()]
+    ax.boxplot(vals, tick_labels=subjects, showfliers=False)
+    rng = np.random.default_rng(0)
+    for i, v in enumerate(vals):
+        ax.scatter(i + 1 + 0.08 * rng.standard_normal(len(v)), v, s=12, alpha=0.7)
+        if truth and subjects[i] in truth:
+            ax.plot([i + 0.7, i + 1.3], [truth[subjects[i]]] * 2, color="red", lw=2)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_ylabel("λ_max (1/s)")
+    ax.set_title("λ_max per subject (red: ground truth)" if truth else "λ_max per subject")
+    fig.tight_layout()
+    return fig
+
+
+def plot_dissimilarity(dstsp, dh) -> Figure:
+    """Heat maps of the cross-subject D_stsp and D_H matrices (rows: models, columns: data)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.3))
+    for ax, frame, name in zip(axes, (dstsp, dh), ("D_stsp", "D_H"), strict=True):
+        im = ax.imshow(frame.to_numpy(), cmap="viridis")
+        ax.set_xticks(range(len(frame)), frame.columns, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(frame)), frame.index, fontsize=7)
+        ax.set_xlabel("data of subject")
+        ax.set_ylabel("models of subject")
+        ax.set_title(name)
+        fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def plot_embedding(coords, subjects, labels, linkage_matrix) -> Figure:
+    """2-D MDS embedding coloured by cluster, and the dendrogram."""
+    from scipy.cluster.hierarchy import dendrogram
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.scatter(coords[:, 0], coords[:, 1], c=[MODEL_COLORS[(k - 1) % 10] for k in labels], s=40)
+    for (u, v), s in zip(coords, subjects, strict=True):
+        a.annotate(s, (u, v), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    a.set_xlabel("MDS 1")
+    a.set_ylabel("MDS 2")
+    a.set_title("Classical MDS of symmetrised D_stsp")
+    if len(linkage_matrix):
+        dendrogram(linkage_matrix, labels=list(subjects), ax=b)
+    b.set_title("Average-linkage clustering")
+    fig.tight_layout()
+    return fig

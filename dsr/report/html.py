@@ -175,3 +175,24 @@ def write_subject_report(
         cycles_table=jinja2.utils.markupsafe.Markup(_cycles_table(res["cycles"])),
     )
     return write_text(html_path, html)
+
+
+def write_cohort_report(html_path, figure_paths: dict, summary, test_text, embedding, links):
+    """Write the cohort HTML (summary table, variance test, figures, links to subject reports)."""
+    html_path = Path(html_path)
+    table = summary.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
+    return write_text(
+        html_path,
+        render(
+            "cohort.html",
+            title="dsr cohort report",
+            n_subjects=len(summary),
+            subjects=[{"subject": s, "link": link} for s, link in links.items()],
+            summary_table=jinja2.utils.markupsafe.Markup(table),
+            variance_text=test_text,
+            figures={k: encode_png(p) for k, p in figure_paths.items()},
+            embedding_table=jinja2.utils.markupsafe.Markup(
+                embedding.to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0)
+            ),
+        ),
+    )

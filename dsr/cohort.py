@@ -1,0 +1,228 @@
+"""Cross-subject statistics of a cohort of fitted subjects.
+
+* :func:`lambda_variance_test`: is λ_max more alike within a subject (across restarts) than
+  between subjects? One-way ANOVA of λ_max (per second) with subjects as groups, plus the ratio of
+  the variance of subject means to the mean within-subject variance (paper Fig. 3G logic).
+* :func:`dissimilarity`: D_stsp and D_H of subject i's models' free runs against subject j's data.
+* :func:`classical_mds` (2-D embedding) and :func:`cluster` (average-linkage, scipy).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
+
+from dsr.checkpoint import write_json, write_text
+from dsr.errors import DsrInputError
+from dsr.metrics import power_spectrum_error, state_space_divergence
+
+
+def lambda_variance_test(values: dict[str, np.ndarray]) -> dict:
+    """Within- vs between-subject variance of λ_max.
+
+    Parameters
+    ----------
+    values : dict
+        Subject id -> λ_max of that subject's (selected) models, per second; non-finite ignored.
+
+    Returns
+    -------
+    dict
+        ``f``, ``p`` of a one-way ANOVA (``scipy.stats.f_oneway``; NaN with < 2 subjects having
+        >= 2 models), ``within_var`` (mean within-subject variance, ddof=1), ``between_var``
+        (variance of subject means, ddof=1), their ``ratio`` and the subjects used.
+    """
+    groups = {s: np.asarray(v, float)[np.isfinite(v)] for s, v in values.items()}
+    groups = {s: v for s, v in groups.items() if len(v) >= 2}
+    out = {"subjects": sorted(groups), "f": np.nan, "p": np.nan}
+    if len(groups) < 2:
+        return {**out, "within_var": np.nan, "between_var": np.nan, "ratio": np.nan}
+    res = stats.f_oneway(*groups.values())
+    within = float(np.mean([v.var(ddof=1) for v in groups.values()]))
+    between = float(np.var([v.mean() for v in groups.values()], ddof=1))
+    return {
+        **out,
+        "f": float(res.statistic),
+        "p": float(res.pvalue),
+        "within_var": within,
+        "between_var": between,
+        "ratio": between / within if within > 0 else np.inf,
+    }
+
+
+def dissimilarity(
+    data: dict[str, np.ndarray], generated: dict[str, np.ndarray], gmm_scaling: float = 1.0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cross-subject D_stsp and D_H matrices.
+
+    Parameters
+    ----------
+    data : dict
+        Subject id -> data ``(T_j, N)``.
+    generated : dict
+        Subject id -> free runs of its models ``(K, T_i, N)`` (same N for all).
+
+    Returns
+    -------
+    dstsp, dh : pd.DataFrame, (S, S)
+        Row i (models of subject i), column j (data of subject j); mean over the K runs. Series
+        are cut to the shorter length for D_H.
+    """
+    subjects = list(data)
+    if set(subjects) != set(generated):
+        raise DsrInputError("'data' and 'generated' must have the same subjects")
+    ds = np.full((len(subjects),) * 2, np.nan)
+    dh = ds.copy()
+    for i, si in enumerate(subjects):
+        g = np.transpose(generated[si], (1, 0, 2))  # (T, K, N)
+        for j, sj in enumerate(subjects):
+            x = data[sj]
+            n = min(len(x), len(g))
+            ds[i, j] = np.nanmean(state_space_divergence(x, g, gmm_scaling=gmm_scaling))
+            dh[i, j] = np.nanmean(power_spectrum_error(x[:n], g[:n]))
+    frame = lambda a: pd.DataFrame(a, index=subjects, columns=subjects)  # noqa: E731
+    return frame(ds), frame(dh)
+
+
+def symmetric_distance(d: np.ndarray) -> np.ndarray:
+    """``(D + Dᵀ)/2`` off the diagonal, 0 on it, negatives and NaN clipped to 0 / the max."""
+    d = np.asarray(d, float)
+    s = (d + d.T) / 2
+    s = np.where(np.isfinite(s), s, np.nanmax(s[np.isfinite(s)]) if np.isfinite(s).any() else 0)
+    s = np.clip(s, 0, None)
+    np.fill_diagonal(s, 0)
+    return s
+
+
+def classical_mds(d: np.ndarray, n_components: int = 2) -> np.ndarray:
+    """Classical (Torgerson) MDS of a distance matrix ``(S, S)`` -> coordinates ``(S, k)``."""
+    d = symmetric_distance(d)
+    n = len(d)
+    j = np.eye(n) - 1 / n
+    b = -0.5 * j @ (d**2) @ j
+    w, v = np.linalg.eigh(b)
+    order = np.argsort(w)[::-1][:n_components]
+    coords = v[:, order] * np.sqrt(np.clip(w[order], 0, None))
+    if coords.shape[1] < n_components:
+        coords = np.pad(coords, ((0, 0), (0, n_components - coords.shape[1])))
+    return coords
+
+
+def cluster(d: np.ndarray, n_clusters: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Average-linkage clustering; returns (labels (S,), 1..k; linkage matrix)."""
+    s = symmetric_distance(d)
+    if len(s) < 2:
+        return np.ones(len(s), int), np.zeros((0, 4))
+    z = linkage(squareform(s, checks=False), method="average")
+    return fcluster(z, t=min(n_clusters, len(s)), criterion="maxclust"), z
+
+
+def subject_summary(subjects, eval_dirs, truths=None) -> pd.DataFrame:
+    """One row per subject from ``summary.json``: counts, medians of the selected models' scores,
+    λ_max per second (mean, SD) and, for the demo, the true λ_max."""
+    rows = []
+    for k, (s, ev) in enumerate(zip(subjects, eval_dirs, strict=True)):
+        summ = json.loads((Path(ev) / "summary.json").read_text(encoding="utf-8"))[s]
+        sel = summ["selected"] if summ["n_selected"] else summ["all"]
+        row = {key: summ[key] for key in ("n_models", "n_ok", "n_pe_ok", "n_selected")}
+        for col in ("dstsp_train", "dh_train", "pe10_train", "ky_dim"):
+            row[f"{col}_median"] = sel.get(col, {}).get("median")
+        lam = sel.get("lambda_max_per_s", {})
+        row.update(lambda_max_per_s_mean=lam.get("mean"), lambda_max_per_s_sd=lam.get("sd"))
+        if truths:
+            truth = json.loads(Path(truths[k]).read_text(encoding="utf-8"))
+            row["true_lambda_max_per_s"] = truth["lambda_max_per_second"]
+        rows.append({"subject": s, **row})
+    return pd.DataFrame(rows)
+
+
+def variance_text(test: dict) -> str:
+    """One sentence describing :func:`lambda_variance_test`."""
+    if not np.isfinite(test["f"]):
+        return "Too few subjects with >= 2 selected models for the variance test."
+    verdict = "lower" if test["within_var"] < test["between_var"] else "not lower"
+    return (
+        f"One-way ANOVA of λ_max (1/s) across {len(test['subjects'])} subjects: "
+        f"F = {test['f']:.3g}, p = {test['p']:.3g}. Mean within-subject variance "
+        f"{test['within_var']:.3g} is {verdict} than the variance of subject means "
+        f"{test['between_var']:.3g} (ratio {test['ratio']:.3g})."
+    )
+
+
+def write_tables(out_dir, summary, dstsp, dh, coords, labels) -> None:
+    """Write ``summary.tsv``, ``dissimilarity.tsv`` (long) and ``embedding.tsv`` atomically."""
+    out = Path(out_dir)
+    write_text(out / "summary.tsv", summary.to_csv(sep="\t", index=False, na_rep="nan"))
+    long = dstsp.stack().rename("dstsp").to_frame().join(dh.stack().rename("dh"))
+    long.index.names = ["models_of", "data_of"]
+    write_text(out / "dissimilarity.tsv", long.reset_index().to_csv(sep="\t", index=False))
+    emb = pd.DataFrame(
+        {"subject": dstsp.index, "mds1": coords[:, 0], "mds2": coords[:, 1], "cluster": labels}
+    )
+    write_text(out / "embedding.tsv", emb.to_csv(sep="\t", index=False))
+
+
+def _cohort_inputs(subjects, extract_dirs, eval_dirs, n_show):
+    from dsr.pipeline import load_subject
+    from dsr.report.html import shown_models, step_seconds
+
+    data, gen, lam = {}, {}, {}
+    for s, ex, ev in zip(subjects, extract_dirs, eval_dirs, strict=True):
+        x, _, meta = load_subject(ex)
+        table = pd.read_csv(Path(ev) / "metrics.tsv", sep="\t")
+        shown, _ = shown_models(table, n_show)
+        data[s], gen[s] = x, np.load(Path(ev) / "trajectories.npz")["x_gen"][shown]
+        sel = table["selected"].astype(bool)
+        pool = sel if sel.sum() >= 2 else table["status"] == "ok"
+        lam[s] = table.loc[pool, "lambda_max"].to_numpy() / step_seconds(meta)
+    return data, gen, lam
+
+
+def run_cohort(
+    subjects,
+    extract_dirs,
+    eval_dirs,
+    report_links: dict,
+    out_dir,
+    figure_paths: dict,
+    *,
+    truths=None,
+    n_clusters: int = 2,
+    n_show: int = 3,
+) -> Path:
+    """Cohort comparison: summary, λ_max variance test, dissimilarity, MDS, clustering, HTML.
+
+    Writes ``summary.tsv``, ``dissimilarity.tsv``, ``embedding.tsv``, ``variance_test.json``,
+    the figures (``figure_paths``: lambda, dissimilarity, embedding) and ``report.html`` linking
+    ``report_links`` (subject -> relative path of its report).
+    """
+    from dsr.report import figures as F
+    from dsr.report.html import write_cohort_report
+
+    data, gen, lam = _cohort_inputs(subjects, extract_dirs, eval_dirs, n_show)
+    summary = subject_summary(subjects, eval_dirs, truths)
+    test = lambda_variance_test(lam)
+    dstsp, dh = dissimilarity(data, gen)
+    coords = classical_mds(dstsp.to_numpy())
+    labels, link = cluster(dstsp.to_numpy(), n_clusters)
+    out = Path(out_dir)
+    write_tables(out, summary, dstsp, dh, coords, labels)
+    write_json(out / "variance_test.json", test)
+    truth = None
+    if truths:
+        truth = dict(zip(subjects, summary["true_lambda_max_per_s"], strict=True))
+    F.save_figure(F.plot_lambda_by_subject(lam, truth), figure_paths["lambda"])
+    F.save_figure(F.plot_dissimilarity(dstsp, dh), figure_paths["dissimilarity"])
+    F.save_figure(F.plot_embedding(coords, subjects, labels, link), figure_paths["embedding"])
+    emb = pd.DataFrame(
+        {"subject": subjects, "mds1": coords[:, 0], "mds2": coords[:, 1], "cluster": labels}
+    )
+    return write_cohort_report(
+        out / "report.html", figure_paths, summary, variance_text(test), emb, report_links
+    )
