@@ -25,6 +25,6 @@ include: "workflow/rules/cohort.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_final_outputs(),
-    default_target: True

@@ -6,9 +6,11 @@ rule cohort:
             "results/{subject}/evaluate/trajectories.npz", subject=SUBJECTS
         ),
         reports=expand("results/{subject}/report.html", subject=SUBJECTS),
-        truths=expand(f"{DEMO_DIR}/ground_truth/{{subject}}.json", subject=SUBJECTS)
-        if is_demo()
-        else [],
+        truths=(
+            expand(f"{DEMO_DIR}/ground_truth/{{subject}}.json", subject=SUBJECTS)
+            if is_demo()
+            else []
+        ),
     output:
         summary="results/cohort/summary.tsv",
         dissimilarity="results/cohort/dissimilarity.tsv",
@@ -31,13 +33,15 @@ rule cohort:
         ),
     log:
         "logs/cohort/cohort.log",
-    params:
-        subjects=SUBJECTS,
-        n_clusters=config["cohort"]["n_clusters"],
-        n_show=config["report"]["n_show"],
+    conda:
+        "../envs/dsr.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        subjects=SUBJECTS,
+        n_clusters=config["cohort"]["n_clusters"],
+        n_show=config["report"]["n_show"],
     script:
         "../scripts/cohort.py"

@@ -6,12 +6,13 @@ from snakemake.utils import validate
 
 from dsr.pipeline import discover_subjects
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 INPUT = config["input"]
 DEMO_DIR = "results/demo"
-DEMO_STEM = "{subject}/func/{subject}_task-rest_space-MNI152NLin2009cAsym_desc-preproc_bold"
+DEMO_STEM = (
+    "{subject}/func/{subject}_task-rest_space-MNI152NLin2009cAsym_desc-preproc_bold"
+)
 
 
 def is_demo():
@@ -32,7 +33,9 @@ def check_input():
             f"config key 'input.atlas' must be an existing NIfTI file; got {INPUT['atlas']!r}"
         )
     if INPUT["kind"] == "npy" and (INPUT["tr_s"] is None) == (INPUT["fs_hz"] is None):
-        raise ValueError("config keys 'input.tr_s' / 'input.fs_hz': give exactly one for npy")
+        raise ValueError(
+            "config keys 'input.tr_s' / 'input.fs_hz': give exactly one for npy"
+        )
 
 
 def get_subjects():
@@ -47,7 +50,9 @@ def get_subjects():
         INPUT["kind"], INPUT["dir"], task=INPUT["task"], space=INPUT["space"]
     )
     if not found:
-        raise ValueError(f"config key 'input.dir': no subjects found in {INPUT['dir']!r}")
+        raise ValueError(
+            f"config key 'input.dir': no subjects found in {INPUT['dir']!r}"
+        )
     return found
 
 
@@ -117,6 +122,27 @@ def get_truth(wildcards):
     if is_demo():
         return f"{DEMO_DIR}/ground_truth/{wildcards.subject}.json"
     return []
+
+
+FIGURE_CATEGORIES = {
+    "data": "1 Data",
+    "connectivity": "1 Data",
+    "loss": "2 Training",
+    "trajectories": "3 Models",
+    "state_space": "3 Models",
+    "spectra": "3 Models",
+    "lyapunov": "4 Dynamics",
+    "fixed_points": "4 Dynamics",
+}
+
+
+def subject_figure(name):
+    return report(
+        f"results/{{subject}}/figures/{name}.png",
+        caption=f"../report/{name}.rst",
+        category=FIGURE_CATEGORIES[name],
+        subcategory="{subject}",
+    )
 
 
 def get_final_outputs():

@@ -8,16 +8,17 @@ if is_demo():
             labels=f"{DEMO_DIR}/atlas/atlas-demo_dseg.tsv",
         log:
             "logs/demo/demo.log",
+        conda:
+            "../envs/dsr.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
         params:
-            out_dir=DEMO_DIR,
             subjects=SUBJECTS,
             n_volumes=config["demo"]["n_volumes"],
             n_regions=config["demo"]["n_regions"],
             tr_s=config["demo"]["tr_s"],
             seed=config["demo"]["seed"],
-        threads: 1
-        resources:
-            mem_mb=2000,
-            runtime=10,
         script:
             "../scripts/demo.py"

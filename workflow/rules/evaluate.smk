@@ -11,12 +11,14 @@ rule evaluate:
         trajectories="results/{subject}/evaluate/trajectories.npz",
     log:
         "logs/evaluate/{subject}.log",
-    params:
-        options={k: v for k, v in config["evaluate"].items() if k != "threads"},
-        seed=config["fit"]["seed"],
+    conda:
+        "../envs/dsr.yaml"
     threads: config["evaluate"]["threads"]
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        options={k: v for k, v in config["evaluate"].items() if k != "threads"},
+        seed=config["fit"]["seed"],
     script:
         "../scripts/evaluate.py"

@@ -7,13 +7,15 @@ rule extract:
         meta="results/{subject}/extract/meta.json",
     log:
         "logs/extract/{subject}.log",
-    params:
-        kind=INPUT["kind"],
-        input_dir=get_input_dir(),
-        options=get_extract_params(),
+    conda:
+        "../envs/dsr.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        kind=INPUT["kind"],
+        input_dir=get_input_dir(),
+        options=get_extract_params(),
     script:
         "../scripts/extract.py"

@@ -13,6 +13,13 @@ if config["fit"]["batch_subjects"]:
             ),
         log:
             "logs/fit/cohort.log",
+        conda:
+            "../envs/dsr.yaml"
+        threads: config["fit"]["threads"]
+        resources:
+            gpu=config["fit"]["gpu"],
+            mem_mb=config["fit"]["mem_mb"],
+            runtime=config["fit"]["runtime_min"],
         params:
             subjects=SUBJECTS,
             training=get_training_params(),
@@ -20,11 +27,6 @@ if config["fit"]["batch_subjects"]:
             seed=config["fit"]["seed"],
             device=config["fit"]["device"],
             checkpoint_dir="checkpoints/cohort",
-        threads: config["fit"]["threads"]
-        resources:
-            gpu=config["fit"]["gpu"],
-            mem_mb=config["fit"]["mem_mb"],
-            runtime=config["fit"]["runtime_min"],
         script:
             "../scripts/fit.py"
 
@@ -37,6 +39,13 @@ else:
             expand("results/{{subject}}/fit/{file}", file=FIT_FILES),
         log:
             "logs/fit/{subject}.log",
+        conda:
+            "../envs/dsr.yaml"
+        threads: config["fit"]["threads"]
+        resources:
+            gpu=config["fit"]["gpu"],
+            mem_mb=config["fit"]["mem_mb"],
+            runtime=config["fit"]["runtime_min"],
         params:
             subjects=lambda wildcards: [wildcards.subject],
             training=get_training_params(),
@@ -44,10 +53,5 @@ else:
             seed=config["fit"]["seed"],
             device=config["fit"]["device"],
             checkpoint_dir="checkpoints/{subject}",
-        threads: config["fit"]["threads"]
-        resources:
-            gpu=config["fit"]["gpu"],
-            mem_mb=config["fit"]["mem_mb"],
-            runtime=config["fit"]["runtime_min"],
         script:
             "../scripts/fit.py"

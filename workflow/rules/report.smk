@@ -1,24 +1,3 @@
-FIGURE_CATEGORIES = {
-    "data": "1 Data",
-    "connectivity": "1 Data",
-    "loss": "2 Training",
-    "trajectories": "3 Models",
-    "state_space": "3 Models",
-    "spectra": "3 Models",
-    "lyapunov": "4 Dynamics",
-    "fixed_points": "4 Dynamics",
-}
-
-
-def subject_figure(name):
-    return report(
-        f"results/{{subject}}/figures/{name}.png",
-        caption=f"../report/{name}.rst",
-        category=FIGURE_CATEGORIES[name],
-        subcategory="{subject}",
-    )
-
-
 rule subject_report:
     input:
         meta="results/{subject}/extract/meta.json",
@@ -39,12 +18,14 @@ rule subject_report:
         fixed_points=subject_figure("fixed_points"),
     log:
         "logs/report/{subject}.log",
-    params:
-        figures=list(FIGURE_CATEGORIES),
-        n_show=config["report"]["n_show"],
+    conda:
+        "../envs/dsr.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        figures=list(FIGURE_CATEGORIES),
+        n_show=config["report"]["n_show"],
     script:
         "../scripts/subject_report.py"

@@ -1,6 +1,7 @@
 """Snakemake script: write the synthetic demo cohort (dsr.pipeline.run_demo)."""
 
 import sys
+from pathlib import Path
 
 sys.path.insert(0, snakemake.scriptdir)
 import _log  # noqa: E402
@@ -11,7 +12,7 @@ from dsr.pipeline import run_demo  # noqa: E402
 
 p = snakemake.params
 run_demo(
-    p.out_dir,
+    Path(snakemake.output.atlas).parent.parent,
     list(p.subjects),
     n_volumes=p.n_volumes,
     n_regions=p.n_regions,
