@@ -1,0 +1,75 @@
+"""Cross-subject statistics of dsr.cohort."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.spatial.distance import pdist, squareform
+
+from dsr import cohort
+from dsr.errors import DsrInputError
+
+
+def test_lambda_variance_test_matches_anova():
+    rng = np.random.default_rng(0)
+    values = {f"s{i}": rng.normal(i, 0.1, 5 + i) for i in range(3)}
+    out = cohort.lambda_variance_test(values)
+    ref = stats.f_oneway(*values.values())
+    assert out["f"] == pytest.approx(ref.statistic)
+    assert out["p"] == pytest.approx(ref.pvalue)
+    within = np.mean([v.var(ddof=1) for v in values.values()])
+    assert out["within_var"] == pytest.approx(within)
+    assert out["between_var"] > out["within_var"]  # subjects differ far more than restarts
+    assert "lower than" in cohort.variance_text(out)
+
+
+def test_lambda_variance_test_ignores_nan_and_needs_two_subjects():
+    out = cohort.lambda_variance_test({"a": np.array([0.1, np.nan, 0.2]), "b": np.array([1.0])})
+    assert out["subjects"] == ["a"]
+    assert np.isnan(out["f"]) and np.isnan(out["ratio"])
+    assert "Too few" in cohort.variance_text(out)
+
+
+def test_classical_mds_recovers_planar_distances():
+    pts = np.random.default_rng(1).normal(size=(7, 2))
+    d = squareform(pdist(pts))
+    coords = cohort.classical_mds(d, 2)
+    assert coords.shape == (7, 2)
+    np.testing.assert_allclose(squareform(pdist(coords)), d, atol=1e-8)
+
+
+def test_cluster_separates_two_groups():
+    pts = np.r_[np.zeros((3, 2)), np.full((4, 2), 10.0)] + 0.01 * np.arange(14).reshape(7, 2)
+    labels, link = cohort.cluster(squareform(pdist(pts)), 2)
+    assert len(set(labels[:3])) == 1 and len(set(labels[3:])) == 1 and labels[0] != labels[3]
+    assert link.shape == (6, 4)
+
+
+def test_symmetric_distance():
+    d = np.array([[5.0, 1.0, np.nan], [3.0, 2.0, -1.0], [4.0, 0.0, 7.0]])
+    s = cohort.symmetric_distance(d)
+    np.testing.assert_allclose(s, s.T)
+    assert np.all(np.diag(s) == 0) and s.min() >= 0 and np.isfinite(s).all()
+    assert s[0, 1] == pytest.approx(2.0)
+
+
+def test_dissimilarity_prefers_own_subject():
+    rng = np.random.default_rng(2)
+    t = np.arange(300)[:, None]
+    data = {
+        "a": np.sin(0.1 * t + np.arange(3)) + 0.05 * rng.normal(size=(300, 3)),
+        "b": np.sin(0.5 * t + np.arange(3)) * 2 + 1 + 0.05 * rng.normal(size=(300, 3)),
+    }
+    gen = {s: x[None] + 0.05 * rng.normal(size=(2, 300, 3)) for s, x in data.items()}
+    dstsp, dh = cohort.dissimilarity(data, gen)
+    assert dstsp.shape == dh.shape == (2, 2)
+    assert list(dstsp.index) == list(dstsp.columns) == ["a", "b"]
+    for frame in (dstsp, dh):
+        m = frame.to_numpy()
+        assert m[0, 0] < m[0, 1] and m[1, 1] < m[1, 0]
+
+
+def test_dissimilarity_rejects_mismatched_subjects():
+    with pytest.raises(DsrInputError, match="same subjects"):
+        cohort.dissimilarity({"a": np.zeros((60, 2))}, {"b": np.zeros((1, 60, 2))})

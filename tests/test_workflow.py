@@ -1,0 +1,172 @@
+"""The Snakemake workflow end to end on a tiny demo config (2 subjects, few epochs, short series)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.workflow
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+TINY = {
+    "demo": {"n_subjects": 2, "n_volumes": 200, "n_regions": 4},
+    "fit": {
+        "n_restarts": 3,
+        "epochs": 3,
+        "batches_per_epoch": 2,
+        "batch_size": 4,
+        "seq_len": 40,
+        "hidden_dim": 10,
+        "checkpoint_every": 0,
+    },
+    "evaluate": {"n_trajectories": 3, "lyap_steps": 200, "lyap_transient": 50, "max_order": 1},
+    "report": {"n_show": 2},
+}
+SUBJECTS = ["sub-01", "sub-02"]
+STAGE_FILES = {
+    "extract": ["timeseries.npy", "confounds.npy", "meta.json"],
+    "fit": ["model.pt", "fit.json", "loss.tsv"],
+    "evaluate": [
+        "metrics.tsv",
+        "summary.json",
+        "lyapunov.npy",
+        "fixed_points.json",
+        "trajectories.npz",
+    ],
+}
+COHORT_FILES = ["summary.tsv", "dissimilarity.tsv", "embedding.tsv", "report.html"]
+
+
+def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
+    """Run ``python -m snakemake`` on the repo's Snakefile in ``workdir`` with ``config``."""
+    cfg = workdir / "test-config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir)]
+    cmd += ["--configfile", str(cfg), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+class _Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images, self.links = [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        if tag == "a":
+            self.links.append(attrs.get("href", ""))
+
+
+def parse_html(path: Path) -> _Images:
+    parser = _Images()
+    parser.feed(path.read_text(encoding="utf-8"))
+    parser.close()
+    return parser
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("workflow")
+    proc = snakemake(work, TINY, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return work
+
+
+def test_every_output_exists(run_dir):
+    for subject in SUBJECTS:
+        for stage, files in STAGE_FILES.items():
+            for name in files:
+                assert (run_dir / "results" / subject / stage / name).is_file(), (subject, name)
+        assert (run_dir / "logs" / "fit" / f"{subject}.log").is_file()
+    for name in COHORT_FILES:
+        assert (run_dir / "results" / "cohort" / name).is_file()
+    metrics = pd.read_csv(run_dir / "results/sub-01/evaluate/metrics.tsv", sep="\t")
+    assert len(metrics) == TINY["fit"]["n_restarts"]  # one row per model
+    assert {"dstsp_train", "dh_train", "lambda_max_per_s", "selected"} <= set(metrics.columns)
+    emb = pd.read_csv(run_dir / "results/cohort/embedding.tsv", sep="\t")
+    assert list(emb["subject"]) == SUBJECTS
+
+
+@pytest.mark.parametrize("page", ["sub-01/report.html", "sub-02/report.html", "cohort/report.html"])
+def test_html_reports_embed_figures(run_dir, page):
+    parsed = parse_html(run_dir / "results" / page)
+    embedded = [s for s in parsed.images if s.startswith("data:image/png;base64,")]
+    assert len(embedded) == len(parsed.images) >= 3
+    assert all(len(s) > 1000 for s in embedded)
+    if page.startswith("cohort"):
+        assert parsed.links == ["../sub-01/report.html", "../sub-02/report.html"]
+
+
+def test_second_run_has_nothing_to_do(run_dir):
+    proc = snakemake(run_dir, TINY, "-n")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_snakemake_report(run_dir):
+    proc = snakemake(run_dir, TINY, "--report", str(run_dir / "report.zip"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (run_dir / "report.zip").stat().st_size > 10_000
+
+
+def test_batched_fit_plans_one_fit_job(tmp_path):
+    proc = snakemake(tmp_path, {**TINY, "fit": {**TINY["fit"], "batch_subjects": True}}, "-n")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert re.search(r"fit_cohort\s+1", proc.stdout)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("snakemake_executor_plugin_slurm") is None,
+    reason="optional extra 'slurm' (snakemake-executor-plugin-slurm) not installed",
+)
+def test_slurm_profile_dry_run(tmp_path):
+    profile = REPO / "workflow" / "profiles" / "slurm"
+    proc = snakemake(tmp_path, TINY, "--profile", str(profile), "-n")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert re.search(r"fit\s+2", proc.stdout)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"fit": {"decoder": "foo"}}, r"'foo' is not one of.*\n.*\['fit'\]\['properties'\]\['decoder'\]"),
+        ({"input": {"tr_s": -1.0}}, r"less than or equal to the minimum of 0\n.*\['input'\]\['properties'\]\['tr_s'\]"),
+        ({"demo": {"tr_s": 0}}, r"\['demo'\]\['properties'\]\['tr_s'\]"),
+        ({"input": {"kind": "fmriprep", "dir": "/no/such/folder"}}, r"'input.dir' must be an existing folder"),
+        ({"input": {"kind": "npy", "dir": "."}}, r"'input.tr_s' / 'input.fs_hz'"),
+        ({"fit": {"epochs": 10, "unknown_key": 1}}, r"Additional properties are not allowed"),
+    ],
+)
+def test_bad_config_fails_before_any_job(tmp_path, config, message):
+    proc = snakemake(tmp_path, config, "--cores", "1")
+    assert proc.returncode != 0
+    assert re.search(message, proc.stderr), proc.stderr[-2000:]
+    assert not (tmp_path / "results").exists()
+
+
+def test_lint_and_format_are_clean():
+    lint = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint", "-s", str(SNAKEFILE)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert lint.returncode == 0 and "good condition" in lint.stdout + lint.stderr
+    fmt = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert fmt.returncode == 0, fmt.stderr
