@@ -140,10 +140,19 @@ def test_slurm_profile_dry_run(tmp_path):
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"fit": {"decoder": "foo"}}, r"'foo' is not one of.*\n.*\['fit'\]\['properties'\]\['decoder'\]"),
-        ({"input": {"tr_s": -1.0}}, r"less than or equal to the minimum of 0\n.*\['input'\]\['properties'\]\['tr_s'\]"),
+        (
+            {"fit": {"decoder": "foo"}},
+            r"'foo' is not one of.*\n.*\['fit'\]\['properties'\]\['decoder'\]",
+        ),
+        (
+            {"input": {"tr_s": -1.0}},
+            r"less than or equal to the minimum of 0\n.*\['input'\]\['properties'\]\['tr_s'\]",
+        ),
         ({"demo": {"tr_s": 0}}, r"\['demo'\]\['properties'\]\['tr_s'\]"),
-        ({"input": {"kind": "fmriprep", "dir": "/no/such/folder"}}, r"'input.dir' must be an existing folder"),
+        (
+            {"input": {"kind": "fmriprep", "dir": "/no/such/folder"}},
+            r"'input.dir' must be an existing folder",
+        ),
         ({"input": {"kind": "npy", "dir": "."}}, r"'input.tr_s' / 'input.fs_hz'"),
         ({"fit": {"epochs": 10, "unknown_key": 1}}, r"Additional properties are not allowed"),
     ],
