@@ -111,10 +111,11 @@ def plot_state_space(x, x_gen, models) -> Figure:
 
 
 def power_spectrum(x: np.ndarray, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Frequencies (Hz) and region-averaged power of z-scored columns of ``(T, N)``."""
+    """Frequencies (Hz, zero excluded) and region-averaged normalised power of z-scored ``(T, N)``."""
     z = (x - np.nanmean(x, 0)) / (np.nanstd(x, 0) + 1e-12)
     p = np.abs(np.fft.rfft(np.nan_to_num(z), axis=0)) ** 2
-    return np.fft.rfftfreq(len(x), dt_s), p.mean(1) / max(p.mean(1).sum(), 1e-12)
+    f, p = np.fft.rfftfreq(len(x), dt_s)[1:], p[1:].mean(1)  # without the (zero) mean bin
+    return f, p / max(p.sum(), 1e-12)
 
 
 def plot_spectra(x, x_gen, models, dt_s: float) -> Figure:
