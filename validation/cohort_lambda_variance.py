@@ -44,7 +44,7 @@ def parse():
     p.add_argument("--batches", type=int, default=None)
     p.add_argument("--volumes", type=int, default=500)
     a = p.parse_args()
-    for k, (full, red) in dict(subjects=(20, 6), restarts=(20, 10), epochs=(1000, 30),
+    for k, (full, red) in dict(subjects=(20, 6), restarts=(20, 10), epochs=(1000, 60),
                                batches=(50, 20)).items():
         if getattr(a, k) is None:
             setattr(a, k, full if a.full else red)
@@ -81,7 +81,7 @@ def main():
             truth.append(json.loads((root / "ground_truth" / f"{sid}.json").read_text()))
     print(f"[{timer():.0f}s] cohort written and extracted: {[d.shape for d in data]}", flush=True)
     kernel = spm_hrf(TR)
-    cfg = TrainingConfig(epochs=a.epochs, batches_per_epoch=a.batches, grad_clip=10.0,
+    cfg = TrainingConfig(epochs=a.epochs, batches_per_epoch=a.batches, grad_clip=10.0, lr_end=a.lr_end,
                          checkpoint_every=0)
     fitted = fit_ensemble(data, kernel, subject_ids=sids, n_restarts=a.restarts, config=cfg,
                           seed=a.seed, device=device)
@@ -125,7 +125,7 @@ def main():
             "cohort", "4. Within- vs between-subject λ_max variance (demo cohort)", body, device,
             dict(subjects=a.subjects, restarts=a.restarts, epochs=a.epochs,
                  batches_per_epoch=a.batches, volumes=a.volumes, tr_s=TR,
-                 model="cshPLRNN M6 L50 α0.1", grad_clip=10, selection="PE1≤1, best 20 D_stsp, best 10 D_H"),
+                 model="cshPLRNN M6 L50 α0.1", grad_clip=10, lr_end=a.lr_end, selection="PE1≤1, best 20 D_stsp, best 10 D_H"),
             timer(),
         )
 

@@ -14,6 +14,8 @@ Jacobian, 4 initial states per model taken from the data (B⁺x^deconv at cut_le
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from scipy import stats
 
@@ -56,12 +58,13 @@ def main():
         fitted = load_ensemble(SAVED)
         source = f"reused `{SAVED.relative_to(C.HERE.parent)}` (written by lorenz_benchmark.py)"
         noise_of = {s: float(s.split("-")[0][1:]) for s in fitted.subject_ids}
-        # regenerate the exact training series of the benchmark (same seeds)
+        # regenerate the exact training series of the benchmark (same seeds and lengths)
+        meta = json.loads(SAVED.with_suffix(".json").read_text())
         x_tr = []
         for s in fitted.subject_ids:
             sd, k = noise_of[s], int(s.split("-d")[1])
             seed = fitted.config["seed"] + 1000 * k + int(round(sd * 1e4))
-            x_tr.append(C.lorenz_bold(kernel, n_train + 1000, sd, seed)[0][:n_train])
+            x_tr.append(C.lorenz_bold(kernel, meta["n_total"], sd, seed)[0][:n_train])
     else:
         sids, x_tr, noise_of = [], [], {}
         for sd in a.noise:
@@ -73,6 +76,7 @@ def main():
         cfg = TrainingConfig(model="shPLRNN", latent_dim=3, hidden_dim=50, alpha=0.1,
                              epochs=a.epochs, batches_per_epoch=a.batches,
                              seq_len=200 if a.full else len(kernel) + 50, grad_clip=10.0,
+                             lr_end=a.lr_end,
                              checkpoint_every=0)
         fitted = fit_ensemble(x_tr, kernel, subject_ids=sids, n_restarts=a.restarts, config=cfg,
                               seed=a.seed, device=device)
@@ -110,7 +114,8 @@ def main():
                                            refit=a.refit or not SAVED.exists(),
                                            **({} if SAVED.exists() and not a.refit else
                                               dict(datasets=a.datasets, restarts=a.restarts,
-                                                   epochs=a.epochs, batches=a.batches))),
+                                                   epochs=a.epochs, batches=a.batches,
+                                                   lr_end=a.lr_end))),
                         timer())
     else:
         print(body)
