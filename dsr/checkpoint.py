@@ -84,6 +84,16 @@ def load_checkpoint(
     if directory is None:
         return None
     path = Path(directory) / CHECKPOINT_NAME
+    remove_stale_temporaries(directory)
     if not path.is_file():
         return None
     return torch.load(path, map_location=device, weights_only=False)
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete temporary files that a killed process left in ``directory`` (``.<name>.*.tmp``)."""
+    directory = Path(directory)
+    stale = sorted(directory.glob(".*.tmp")) if directory.is_dir() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale

@@ -39,6 +39,9 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=1000)
     p.add_argument("--batches-per-epoch", type=int, default=50)
     p.add_argument("--seq-len", type=int, default=200, help="training window length")
+    p.add_argument(
+        "--checkpoint-every", type=int, default=25, help="epochs between checkpoints (0: never)"
+    )
     p.add_argument("--n-models", type=int, default=8, help="restarts in the ensemble")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
@@ -73,6 +76,7 @@ def _run_fit(args: argparse.Namespace) -> None:
         epochs=args.epochs,
         batches_per_epoch=args.batches_per_epoch,
         seq_len=args.seq_len,
+        checkpoint_every=args.checkpoint_every,
     )
     fitted = fit_ensemble(
         [x],

@@ -126,7 +126,10 @@ class LinearDecoder(nn.Module):
     def forcing(self, x_deconv: torch.Tensor, r_deconv: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher signal ``d_t = B⁺ (x_t^deconv − J r_t^deconv)`` ``(T, E, B, M)``; NaN stays NaN."""
         target = x_deconv - self._nuisance(r_deconv)
-        return torch.einsum("emn,tebn->tebm", torch.linalg.pinv(self.B), target)
+        # a diverged model's non-finite B would make the batched SVD fail for the whole ensemble;
+        # zero it (that model's loss is non-finite anyway and it is flagged at the epoch's end)
+        B_pinv = torch.linalg.pinv(torch.nan_to_num(self.B, 0.0, 0.0, 0.0))
+        return torch.einsum("emn,tebn->tebm", B_pinv, target)
 
     def initial_state(self, x_deconv0: torch.Tensor, r_deconv0: torch.Tensor | None = None):
         """Initial latent state ``(E, B, M)`` from the first deconvolved sample ``(E, B, N)``."""

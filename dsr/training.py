@@ -430,7 +430,7 @@ def _flag_and_restore(params, snapshot, failed, epoch_loss, epoch) -> None:
             "epoch %d: model(s) %s diverged (non-finite loss or parameters); they keep "
             "their last finite parameters and the others train on",
             epoch + 1,
-            torch.flatnonzero(newly).tolist(),
+            torch.nonzero(newly).flatten().tolist(),
         )
         failed |= newly
     for p, s in zip(params, snapshot, strict=True):
