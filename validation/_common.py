@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import fcntl
+import logging
 import os
 import platform
 import shlex
@@ -54,6 +55,7 @@ def base_parser(doc: str) -> argparse.ArgumentParser:
 
 
 def setup(args) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     if args.lr_end is None:
         args.lr_end = 1e-6 if args.full else 1e-4
