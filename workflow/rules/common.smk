@@ -87,7 +87,7 @@ def get_extract_input(wildcards):
         }
     kind, root = INPUT["kind"], INPUT["dir"]
     suffix = {"nwb": ".nwb", "npy": ".npy"}.get(kind, "")
-    data = root if kind == "fmriprep" else f"{root}/{wildcards.subject}{suffix}"
+    data = f"{root}/{wildcards.subject}{suffix}"  # the subject's folder or file
     files = {"data": data}
     if kind == "fmriprep":
         files["atlas"] = INPUT["atlas"]
