@@ -17,7 +17,7 @@ run_cohort(
     list(p.subjects),
     [Path(f).parent for f in inp.meta],
     [Path(f).parent for f in inp.metrics],
-    {s: os.path.relpath(r, html_dir) for s, r in zip(p.subjects, inp.reports)},
+    {s: os.path.relpath(r, html_dir) for s, r in zip(p.subjects, inp.reports, strict=True)},
     html_dir,
     {"lambda": out.lam, "dissimilarity": out.dissimilarity_png, "embedding": out.embedding_png},
     truths=list(inp.truths) or None,

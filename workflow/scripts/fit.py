@@ -16,7 +16,10 @@ subjects = list(p.subjects)
 batched = "cohort" in snakemake.output.keys()
 run_fit(
     [Path(f).parent for f in snakemake.input],
-    [Path(f"results/{s}/fit") for s in subjects] if batched else [Path(snakemake.output[0]).parent],
+    # per-subject fit folders, in subject order (dict keeps first-seen order)
+    list(dict.fromkeys(Path(f).parent for f in snakemake.output.subjects))
+    if batched
+    else [Path(snakemake.output[0]).parent],
     subjects,
     dict(p.training),
     n_restarts=p.n_restarts,
