@@ -113,3 +113,17 @@ def check_confounds(r: Any, n_time: int, *, name: str = "confounds") -> np.ndarr
     if not np.isfinite(arr).all():
         raise DsrInputError(f"{name}: contains NaN or infinite values; fill them (e.g. with 0)")
     return arr
+
+
+def check_kernel(kernel: Any, *, name: str = "kernel") -> np.ndarray:
+    """Validate an observation kernel: a non-empty 1-D finite array with a non-zero sum."""
+    arr = np.asarray(kernel)
+    if arr.dtype.kind not in "fiu" or arr.ndim != 1 or arr.size == 0:
+        raise DsrInputError(
+            f"'{name}' must be a non-empty 1-D numeric array; got dtype {arr.dtype}, "
+            f"shape {arr.shape}"
+        )
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all() or abs(arr.sum()) < 1e-12:
+        raise DsrInputError(f"'{name}' needs finite values with a non-zero sum; got {arr}")
+    return arr

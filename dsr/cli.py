@@ -64,7 +64,7 @@ def _run_fit(args: argparse.Namespace) -> None:
     r = load_array(args.confounds) if args.confounds else None
     kernel = (
         make_kernel("hrf", tr_s=args.tr)
-        if args.tr
+        if args.tr is not None
         else make_kernel("calcium", tau_s=args.tau, fs_hz=args.fs)
     )
     config = TrainingConfig(

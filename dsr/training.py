@@ -14,7 +14,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from dsr._validation import check_choice, check_confounds, check_positive, check_timeseries
+from dsr._validation import (
+    check_choice,
+    check_confounds,
+    check_kernel,
+    check_positive,
+    check_timeseries,
+)
 from dsr.checkpoint import load_checkpoint, save_checkpoint
 from dsr.deconvolution import edge_samples, wiener_deconvolve
 from dsr.ensemble import FittedEnsemble, load_ensemble, save_ensemble  # noqa: F401 (re-export)
@@ -62,6 +68,14 @@ class TrainingConfig:
             check_positive(name, getattr(self, name))
         if self.noise_sd < 0 or self.cut_left < 0 or self.cut_right < 0:
             raise DsrInputError("'noise_sd', 'cut_left' and 'cut_right' must be >= 0")
+        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int):
+            raise DsrInputError(
+                f"'checkpoint_every' must be an integer; got {self.checkpoint_every!r}"
+            )
+        if self.checkpoint_every < 0:
+            raise DsrInputError(f"'checkpoint_every' must be >= 0; got {self.checkpoint_every}")
+        if self.grad_clip is not None:
+            check_positive("grad_clip", self.grad_clip)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -322,6 +336,14 @@ def fit_ensemble(
     if isinstance(data, np.ndarray) and data.ndim == 2:
         raise DsrInputError(
             "'data' must be a list of (T, N) arrays, one per subject; wrap it in [ ]"
+        )
+    if len(data) == 0:
+        raise DsrInputError("'data' is empty; give at least one (T, N) series")
+    kernel = check_kernel([1.0] if kernel is None and config.decoder == "standard" else kernel)
+    if confounds is not None and len(confounds) != len(data):
+        raise DsrInputError(
+            f"'confounds' must hold one (T, P) array per subject; got {len(confounds)} "
+            f"for {len(data)} subjects"
         )
     subject_ids = list(subject_ids or [f"sub-{i + 1:02d}" for i in range(len(data))])
     if len(set(subject_ids)) != len(subject_ids) or len(subject_ids) != len(data):
