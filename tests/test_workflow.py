@@ -216,3 +216,16 @@ def test_split_ensemble_keeps_each_subjects_models():
     torch.testing.assert_close(part.decoder.B, fitted.decoder.B[2:])
     z = torch.zeros(2, 1, 3)
     torch.testing.assert_close(part.model.step(z), fitted.model.step(torch.zeros(4, 1, 3))[2:])
+
+
+def test_subject_sheet_selects_subjects(tmp_path):
+    data = tmp_path / "input"
+    data.mkdir()
+    for name in ("ratA", "ratB", "ratC"):
+        np.save(data / f"{name}.npy", np.zeros((50, 3), np.float32))
+    sheet = tmp_path / "subjects.tsv"
+    sheet.write_text("subject\nratA\nratC\n")
+    config = {"input": {"kind": "npy", "dir": str(data), "tr_s": 2.0, "subject_sheet": str(sheet)}}
+    proc = snakemake(tmp_path, config, "-n")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert re.search(r"extract\s+2", proc.stdout) and "ratB" not in proc.stdout
