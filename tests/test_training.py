@@ -191,3 +191,11 @@ def test_bad_input_is_refused(data, kwargs, match):
 def test_bad_config_is_refused(field, value, match):
     with pytest.raises(DsrInputError, match=match):
         TrainingConfig(**{field: value})
+
+
+def test_standard_decoder_keeps_the_kernel_it_trained_with(cycle_bold):
+    """The standard SSM trains without a kernel; evaluation must not deconvolve with the HRF."""
+    config = dataclasses.replace(TINY, decoder="standard")
+    fitted = fit_ensemble([cycle_bold[:300]], KERNEL, config=config, device="cpu")
+    np.testing.assert_array_equal(fitted.kernel, [1.0])
+    assert fitted.decoder.kernel_length == 1
