@@ -48,6 +48,8 @@ def parse():
     p.add_argument("--n-train", type=int, default=1000)
     p.add_argument("--n-test", type=int, default=1000)
     p.add_argument("--trajectories", type=int, default=None)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--tag", default="", help="suffix of the RESULTS.md section (several runs)")
     p.add_argument("--n-ref", type=int, default=None,
                    help="length of the true-latent reference orbit for latent D_stsp")
     a = p.parse_args()
@@ -79,7 +81,8 @@ def run_condition(a, tr, device, timer):
     test = slice(a.n_train, a.n_train + a.n_test)
     data = {s: SubjectData(x[: a.n_train], x_test=x[test]) for s, (x, _) in zip(sids, sets)}
     frames = []
-    for name, m in METHODS.items():
+    for name in a.methods:
+        m = METHODS[name]
         cfg = TrainingConfig(
             model="shPLRNN",
             latent_dim=3,
@@ -103,7 +106,8 @@ def run_condition(a, tr, device, timer):
         if tr == 0.5 and name == "convSSM":
             save_ensemble(fitted, C.OUT / "lorenz_tr0.5_convSSM.pt")
             (C.OUT / "lorenz_tr0.5_convSSM.json").write_text(json.dumps(
-                {"n_total": n_total, "n_train": a.n_train, "seed": a.seed}))
+                {"n_total": n_total, "n_train": a.n_train, "seed": a.seed, "epochs": a.epochs,
+                 "batches": a.batches, "lr_end": a.lr_end, "command": C.command()}))
         ev = evaluate_ensemble(
             fitted, data, n_trajectories=a.trajectories, pe_steps=20, lyap_steps=3000 if not a.full else 10_000,
             lyap_transient=500 if not a.full else 1000, tr_s=tr, seed=a.seed,
@@ -133,6 +137,9 @@ def summarise(df: pd.DataFrame) -> str:
         lat = {}
         for name in METHODS:
             m = g[g.method == name]
+            if m.empty:
+                lat[name] = pd.Series(dtype=float)
+                continue
             ok = (m.status == "ok") & np.isfinite(m[["dstsp_latent", "dstsp_test", "dh_test"]]).all(1)
             keep = ok & C.iqr_keep(m.dstsp_latent.where(ok))
             lat[name] = m.dstsp_latent[keep]
@@ -168,7 +175,7 @@ def main():
                     epochs=a.epochs, batches_per_epoch=a.batches, n_train=a.n_train,
                     n_test=a.n_test, n_ref=a.n_ref, trajectories=a.trajectories, lr_end=a.lr_end,
                     seq_len=a.seq_len or ("200" if a.full else "max(h+50,100)"),
-                    model="shPLRNN M3 L50", grad_clip=10, seed=a.seed)
+                    model="shPLRNN M3 L50", grad_clip=10, seed=a.seed, methods=a.methods)
     floors = []
     for tr in a.trs:
         frames.append(run_condition(a, tr, device, timer))
@@ -179,7 +186,7 @@ def main():
             note = "" if len(frames) == len(a.trs) else f"\n\n(partial: TRs done so far {sorted(df.tr_s.unique())})"
             floor = C.markdown_table(["TR s", f"latent D_stsp floor (T={a.n_ref})",
                                       f"observed D_stsp floor (T={a.n_test})"], floors)
-            C.write_section("lorenz", "1. Lorenz-63 benchmark (convSSM vs no-GTF vs standard SSM)",
+            C.write_section(f"lorenz{a.tag}", f"1{a.tag}. Lorenz-63 benchmark (convSSM vs no-GTF vs standard SSM)",
                             summarise(df) + "\n\nFloors — the same binned D_stsp between two "
                             "independent orbits of the true system (no model can do better at "
                             "these lengths):\n\n" + floor + note, device, settings, timer())

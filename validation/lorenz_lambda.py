@@ -60,6 +60,8 @@ def main():
         noise_of = {s: float(s.split("-")[0][1:]) for s in fitted.subject_ids}
         # regenerate the exact training series of the benchmark (same seeds and lengths)
         meta = json.loads(SAVED.with_suffix(".json").read_text())
+        source += (f", trained {meta.get('epochs')} epochs x {meta.get('batches')} batches, "
+                   f"lr_end {meta.get('lr_end')}, by `{meta.get('command')}`")
         x_tr = []
         for s in fitted.subject_ids:
             sd, k = noise_of[s], int(s.split("-d")[1])
