@@ -25,16 +25,21 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"threads={args.threads}, LEMON {LEMON}")
+    print(
+        f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"threads={args.threads}, LEMON {LEMON}"
+    )
     steps = {1: make_step(1), 64: make_step(64)}
     ratios = []
     for r in range(args.repeats):
         t1 = time_calls(steps[1], 5 * args.batches)
         t64 = time_calls(steps[64], args.batches)
         ratios.append(64 * t1 / t64)
-        print(f"repeat {r}: E=1 {t1 * 1e3:.1f} ms/batch, E=64 {t64 * 1e3:.1f} ms/batch, "
-              f"together/sequential = {ratios[-1]:.1f}x", flush=True)
+        print(
+            f"repeat {r}: E=1 {t1 * 1e3:.1f} ms/batch, E=64 {t64 * 1e3:.1f} ms/batch, "
+            f"together/sequential = {ratios[-1]:.1f}x",
+            flush=True,
+        )
     print(f"median speed-up E=64 together vs sequential: {statistics.median(ratios):.1f}x")
     print("E\tms_per_batch\tmodel_batches_per_s")
     for E in args.sizes:
