@@ -125,7 +125,8 @@ class LinearDecoder(nn.Module):
     @torch.no_grad()
     def forcing(self, x_deconv: torch.Tensor, r_deconv: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher signal ``d_t = B⁺ (x_t^deconv − J r_t^deconv)`` ``(T, E, B, M)``; NaN stays NaN."""
-        target = x_deconv - self._nuisance(r_deconv)
+        nuisance = self._nuisance(r_deconv)
+        target = x_deconv if isinstance(nuisance, float) else x_deconv - nuisance
         # a diverged model's non-finite B would make the batched SVD fail for the whole ensemble;
         # zero it (that model's loss is non-finite anyway and it is flagged at the epoch's end)
         B_pinv = torch.linalg.pinv(torch.nan_to_num(self.B, 0.0, 0.0, 0.0))

@@ -6,8 +6,11 @@ model sees its own subject's data, keeps its own loss, and is flagged (not fatal
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
+import os
+import sys
 import time
 from collections.abc import Sequence
 
@@ -31,6 +34,33 @@ from dsr.observation import DECODERS, make_decoder
 log = logging.getLogger(__name__)
 
 SPARSE_FORCING_INTERVAL = 16
+
+_ALLOCATOR_TUNED = False
+
+
+def _tune_allocator() -> None:
+    """glibc only, once per process: serve large CPU tensors from the heap and keep freed memory
+    for reuse (``mallopt``: no ``mmap`` for big blocks, no trimming).
+
+    By default glibc maps every block above a few MB fresh with ``mmap`` and unmaps it on free, so
+    each training batch page-faults all of its (T, E, B, ·) tensors in again on first touch; at
+    E = 64 (LEMON size) that was ~45 % of the step (485 -> 259 ms/batch measured, see
+    benchmarks/README.md). Peak memory is unchanged; freed memory stays with the process.
+    Set ``DSR_NO_MALLOC_TUNING=1`` to skip.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return
+    _ALLOCATOR_TUNED = True
+    if not sys.platform.startswith("linux") or os.environ.get("DSR_NO_MALLOC_TUNING"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc malloc.h
+        libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+        libc.mallopt(M_MMAP_MAX, 0)
+    except (OSError, AttributeError):  # not glibc (musl, ...): keep the defaults
+        pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,9 +212,12 @@ def sample_windows(
     u = torch.rand((len(model_subject), batch_size), generator=generator, device=lo.device)
     starts = lo[:, None] + (u * (hi - lo + 1)[:, None]).long()  # (E, Bt)
     time = starts[None] + torch.arange(seq_len + 1, device=lo.device)[:, None, None]
-    subject = model_subject[None, :, None]
+    # one row gather of the flattened (time * subject, ·) array (measured ~2.5x faster on CPU than
+    # advanced indexing with broadcast (time, subject) index tensors; same values)
+    rows = (time * cohort.x.shape[1] + model_subject[None, :, None]).flatten()
+    shape = (seq_len + 1, len(model_subject), batch_size)
     return tuple(
-        None if a is None else a[time, subject]
+        None if a is None else a.flatten(0, 1).index_select(0, rows).view(*shape, a.shape[-1])
         for a in (cohort.x, cohort.x_deconv, cohort.r, cohort.r_deconv)
     )
 
@@ -232,15 +265,21 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def gtf_loss(model, decoder, window, alpha: float, noise_sd: float, generator) -> torch.Tensor:
     """Per-model GTF training loss ``(E,)`` on one batch of windows (noise-augmented)."""
+    _tune_allocator()
     x, x_deconv, r, r_deconv = window
-    if noise_sd > 0:
-        x = x + noise_sd * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        x_deconv = x_deconv + noise_sd * torch.randn(
-            x_deconv.shape, generator=generator, device=x.device, dtype=x.dtype
-        )
+    x = x[decoder.kernel_length :]  # the only samples the loss sees
+    if noise_sd > 0:  # noise drawn only where it is used, added in place into the noise buffer
+        x = _add_noise(x, noise_sd, generator)
+        x_deconv = _add_noise(x_deconv, noise_sd, generator)
     z_hat = gtf_rollout(model, decoder, x_deconv, r_deconv, alpha)
     x_hat = decoder.decode(z_hat, None if r is None else r[1:])
-    return masked_mse(x_hat, x[decoder.kernel_length :])
+    return masked_mse(x_hat, x)
+
+
+def _add_noise(a: torch.Tensor, sd: float, generator) -> torch.Tensor:
+    """``a + sd * N(0, 1)`` as a new tensor (one buffer, no temporaries)."""
+    noise = torch.randn(a.shape, generator=generator, device=a.device, dtype=a.dtype)
+    return torch.add(a, noise, alpha=sd, out=noise)
 
 
 def _clip_per_model(params: list[torch.Tensor], max_norm: float) -> None:
