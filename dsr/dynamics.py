@@ -16,6 +16,7 @@ import torch
 
 from dsr._validation import check_positive
 from dsr.errors import DsrInputError
+from dsr.models import _tune_allocator
 
 
 @torch.no_grad()
@@ -56,6 +57,7 @@ def qr_lyapunov(
     if isinstance(transient, bool) or not isinstance(transient, int) or transient < 0:
         raise DsrInputError(f"'transient' must be an integer >= 0; got {transient!r}")
     check_positive("qr_every", qr_every, integer=True)
+    _tune_allocator()
     z = z0
     eye = torch.eye(z.shape[-1], dtype=z.dtype, device=z.device)
     q = eye.expand(*z.shape, z.shape[-1]).contiguous()
@@ -65,10 +67,37 @@ def qr_lyapunov(
         q = jacobian_fn(z) @ q
         z = step_fn(z)
         if (t + 1) % qr_every == 0 or t + 1 == transient or t + 1 == n_total:
-            q, r = torch.linalg.qr(q)
+            q, r_diag = _orthonormalize(q)
             if t >= transient:
-                total += torch.log(torch.diagonal(r, dim1=-2, dim2=-1).abs())
+                total += torch.log(r_diag)
     return torch.sort(total / n_steps, dim=-1, descending=True).values
+
+
+_CHOLQR_TOL = 1e-10  # accepted loss of orthogonality max|QᵀQ − I| of one CholeskyQR pass
+
+
+def _orthonormalize(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Thin QR of a batch of square matrices: ``(Q, |diag R|)``.
+
+    CholeskyQR (``R = chol(qᵀq)ᵀ``, ``Q = q R⁻¹``: one batched GEMM, a batched Cholesky and a
+    triangular solve) measured ~2x faster than ``torch.linalg.qr`` on batches of 16 x 16 float64
+    matrices on CPU, where LAPACK's Householder QR loops over the batch. It is accurate when q is
+    well conditioned, as here (q is a one-step Jacobian times an orthonormal frame); its result is
+    checked (``max|QᵀQ − I| ≤ 1e-10``, which bounds the error of ``log|diag R|`` by ~1e-10 per
+    step) and the whole batch falls back to Householder ``torch.linalg.qr`` otherwise (Cholesky
+    failure, non-finite values, ill-conditioning). Column signs of Q may differ from
+    ``torch.linalg.qr`` (R's diagonal is positive here), which does not change ``|diag R|``.
+    """
+    if q.dtype == torch.float64 and q.shape[-1] == q.shape[-2] and q.numel() > 0:
+        chol, info = torch.linalg.cholesky_ex(q.mT @ q)
+        if not bool(info.any()):
+            q1 = torch.linalg.solve_triangular(chol.mT, q, upper=True, left=False)
+            gram = q1.mT @ q1
+            gram.diagonal(dim1=-2, dim2=-1).sub_(1.0)
+            if bool(gram.abs_().amax() <= _CHOLQR_TOL):  # also False for NaN
+                return q1, torch.diagonal(chol, dim1=-2, dim2=-1)
+    q, r = torch.linalg.qr(q)
+    return q, torch.diagonal(r, dim1=-2, dim2=-1).abs()
 
 
 def _analysis_copy(model, dtype: torch.dtype):

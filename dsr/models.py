@@ -6,7 +6,10 @@ batched tensor program steps them all. Latent states are ``(E, B, M)``: model, b
 
 from __future__ import annotations
 
+import ctypes
 import math
+import os
+import sys
 
 import torch
 from torch import nn
@@ -91,8 +94,13 @@ class ShallowPLRNN(nn.Module):
     def jacobian(self, z: torch.Tensor) -> torch.Tensor:
         """Analytic Jacobian ``dF/dz`` at ``z`` ``(E, B, M)`` -> ``(E, B, M, M)``."""
         slope = self._activation_slope(torch.bmm(z, self.W2.transpose(1, 2)))
-        jac = torch.einsum("eml,ebl,elk->ebmk", self.W1, slope, self.W2)
-        return jac + torch.diag_embed(self.A)[:, None]
+        # (W1 ⊙ f') W2 as one bmm over E with (B·M) rows; the scaling broadcasts over outer dims
+        # only (inner L contiguous): measured 1.7x faster than the 3-operand einsum on CPU
+        E, B, M = z.shape
+        scaled = self.W1[:, None] * slope[:, :, None, :]  # (E, B, M, L)
+        jac = torch.bmm(scaled.view(E, B * M, -1), self.W2).view(E, B, M, M)
+        jac.diagonal(dim1=-2, dim2=-1).add_(self.A[:, None])
+        return jac
 
     def generate(self, z0: torch.Tensor, n_steps: int) -> torch.Tensor:
         """Free-running trajectory from ``z0`` ``(E, B, M)``.
@@ -278,3 +286,31 @@ class _ForcedRollout(torch.autograd.Function):
 def _full(v: torch.Tensor, batch: int) -> torch.Tensor:
     """Per-model constant ``(E, K)`` expanded to a contiguous ``(E, batch, K)``."""
     return v[:, None].expand(v.shape[0], batch, v.shape[-1]).contiguous()
+
+
+_ALLOCATOR_TUNED = False
+
+
+def _tune_allocator() -> None:
+    """glibc only, once per process: serve large CPU tensors from the heap and keep freed memory
+    for reuse (``mallopt``: no ``mmap`` for big blocks, no trimming).
+
+    By default glibc maps every block above a few MB fresh with ``mmap`` and unmaps it on free, so
+    each training batch page-faults all of its (T, E, B, ·) tensors in again on first touch; at
+    E = 64 (LEMON size) that was ~45 % of the step (485 -> 259 ms/batch measured, see
+    benchmarks/README.md). Peak memory is unchanged; freed memory stays with the process.
+    Set ``DSR_NO_MALLOC_TUNING=1`` to skip.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return
+    _ALLOCATOR_TUNED = True
+    if not sys.platform.startswith("linux") or os.environ.get("DSR_NO_MALLOC_TUNING"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc malloc.h
+        libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+        libc.mallopt(M_MMAP_MAX, 0)
+    except (OSError, AttributeError):  # not glibc (musl, ...): keep the defaults
+        pass
