@@ -193,3 +193,17 @@ def test_every_reported_orbit_is_exact_and_unique(name):
         key = (c.model, c.period, tuple(np.round(np.sort(c.points, axis=0).ravel(), 6)))
         assert key not in keys
         keys.add(key)
+
+
+def test_orthonormalize_matches_householder_and_falls_back():
+    from dsr.dynamics import _orthonormalize
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(8, 3, 16, 16, generator=g, dtype=torch.float64)
+    q[0, 0, :, 0] = 0.0  # singular: Cholesky fails -> Householder fallback for the batch
+    for a in (q[1:], q):
+        Q, d = _orthonormalize(a.clone())
+        _, r = torch.linalg.qr(a)
+        torch.testing.assert_close(d, r.diagonal(dim1=-2, dim2=-1).abs(), rtol=1e-9, atol=1e-12)
+        eye = torch.eye(16, dtype=torch.float64).expand_as(Q)
+        torch.testing.assert_close(Q.mT @ Q, eye, rtol=0, atol=1e-10)
