@@ -1,75 +1,14 @@
-"""Atomic file writes and training checkpoints.
-
-Nothing dsr writes is ever half-written: every file goes to a temporary sibling first and is moved
-into place with ``os.replace`` (atomic on POSIX), so a crash leaves the old file or none.
-"""
+"""Training checkpoints: written atomically, resumed from after a crash or kill."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import tempfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 
+from dsr.atomic import remove_stale_temporaries, write_torch
+
 CHECKPOINT_NAME = "checkpoint.pt"
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; move it onto ``path`` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp_path)`` and move the result onto ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        write(tmp)
-    return Path(path)
-
-
-def write_text(path: str | Path, text: str) -> Path:
-    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
-
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def write_npy(path: str | Path, array: np.ndarray) -> Path:
-    def _save(p: Path) -> None:
-        with open(p, "wb") as fh:
-            np.save(fh, array)
-
-    return atomic_write(path, _save)
-
-
-def write_torch(path: str | Path, obj: Any) -> Path:
-    return atomic_write(path, lambda p: torch.save(obj, p))
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def save_checkpoint(directory: str | Path, state: dict) -> Path:
@@ -88,12 +27,3 @@ def load_checkpoint(
     if not path.is_file():
         return None
     return torch.load(path, map_location=device, weights_only=False)
-
-
-def remove_stale_temporaries(directory: str | Path) -> list[Path]:
-    """Delete temporary files that a killed process left in ``directory`` (``.<name>.*.tmp``)."""
-    directory = Path(directory)
-    stale = sorted(directory.glob(".*.tmp")) if directory.is_dir() else []
-    for tmp in stale:
-        tmp.unlink(missing_ok=True)
-    return stale

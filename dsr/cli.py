@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dsr.checkpoint import write_json, write_text
+from dsr.atomic import write_json, write_text
 from dsr.errors import DsrError, DsrInputError
 from dsr.kernels import make_kernel
 

@@ -18,7 +18,7 @@ from scipy import stats
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
-from dsr.checkpoint import write_json, write_text
+from dsr.atomic import write_json, write_text
 from dsr.errors import DsrInputError
 from dsr.metrics import power_spectrum_error, state_space_divergence
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dsr.checkpoint import write_torch
+from dsr.atomic import write_torch
 from dsr.errors import DsrInputError
 from dsr.models import make_model, model_name
 from dsr.observation import decoder_name, make_decoder

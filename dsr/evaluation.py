@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from dsr._validation import check_confounds, check_positive, check_timeseries
-from dsr.checkpoint import write_json, write_npy, write_text
+from dsr.atomic import write_json, write_npy, write_text
 from dsr.deconvolution import edge_samples, wiener_deconvolve
 from dsr.dynamics import kaplan_yorke_dimension, lyapunov_spectrum, per_second
 from dsr.ensemble import load_ensemble

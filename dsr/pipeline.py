@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dsr.checkpoint import atomic_path, write_json, write_npy
+from dsr.atomic import atomic_path, write_json, write_npy
 from dsr.cohort import run_cohort
 from dsr.errors import DsrInputError
 from dsr.kernels import make_kernel

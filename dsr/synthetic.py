@@ -8,7 +8,6 @@ Lyapunov exponent is computed by the Benettin/QR method on the ODE's Jacobian.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import nibabel as nib
@@ -17,6 +16,7 @@ import pandas as pd
 from scipy.integrate import solve_ivp
 
 from dsr._validation import check_positive
+from dsr.atomic import write_json
 from dsr.errors import DsrInputError
 from dsr.kernels import calcium_kernel, spm_hrf
 
@@ -182,10 +182,6 @@ def _confounds_table(motion, wm, csf, gs, dvars, tr_s) -> pd.DataFrame:
     return pd.concat([_expand(tissue), qc, _expand(mot), cosine], axis=1)
 
 
-def _write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-
-
 def _subject_signals(rho, n_volumes, tr_s, time_unit_s, mixing, noise_sd, seed):
     """Latent (T, 3) and clean region signals (T, N): Lorenz -> mixing -> causal HRF -> z-score."""
     hrf = spm_hrf(tr_s)
@@ -234,7 +230,7 @@ def write_demo_cohort(
     pd.DataFrame({"index": range(1, n_regions + 1), "name": names}).to_csv(
         out / "atlas/atlas-demo_dseg.tsv", sep="\t", index=False
     )
-    _write_json(
+    write_json(
         out / "dataset_description.json",
         {
             "Name": "dsr synthetic demo cohort",
@@ -272,7 +268,7 @@ def write_demo_cohort(
         img.header.set_xyzt_units("mm", "sec")
         img.header["pixdim"][4] = tr_s
         nib.save(img, bold)
-        _write_json(
+        write_json(
             bold.with_name(bold.name.replace(".nii.gz", ".json")),
             {"RepetitionTime": tr_s, "TaskName": "rest", "SkullStripped": False},
         )
@@ -287,7 +283,7 @@ def write_demo_cohort(
             na_rep="n/a",
             float_format="%.6g",
         )
-        _write_json(func / f"{stem}_desc-confounds_timeseries.json", {})
+        write_json(func / f"{stem}_desc-confounds_timeseries.json", {})
         np.save(out / "ground_truth" / f"{sub}_latent.npy", latent.astype(np.float32))
         np.save(out / "ground_truth" / f"{sub}_regions.npy", regions.astype(np.float32))
         truth = {
@@ -308,7 +304,7 @@ def write_demo_cohort(
             "n_volumes": n_volumes,
             "seed": seed,
         }
-        _write_json(out / "ground_truth" / f"{sub}.json", truth)
+        write_json(out / "ground_truth" / f"{sub}.json", truth)
         rows.append(
             {
                 "participant_id": sub,
@@ -366,7 +362,7 @@ def write_calcium_demo(
     np.save(out / "ground_truth" / "latent.npy", latent.astype(np.float32))
     # columns in the order a reader returns the cells (file ROI order, cells only)
     np.save(out / "ground_truth" / "dff.npy", dff[:, order[order < n_cells]].astype(np.float32))
-    _write_json(
+    write_json(
         out / "ground_truth" / "calcium.json",
         {
             "system": "lorenz63",

@@ -1,8 +1,19 @@
-"""Shared fixtures: a tiny synthetic fMRIPrep cohort, written once per test session."""
+"""Shared fixtures: one torch thread; a tiny synthetic fMRIPrep cohort, written once per session."""
 
 import pytest
+import torch
 
 from dsr.synthetic import write_demo_cohort
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """dsr runs single-threaded by default (CLI, workflow): tiny batched ops only lose from
+    intra-op threads (10x slower on busy 2-core CPUs)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

@@ -16,15 +16,6 @@ from dsr.errors import DsrInputError
 from dsr.models import make_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny batched matrices: intra-op threads only add contention (10x slower on busy CPUs)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_spectrum_of_linear_model_is_log_abs_diagonal():
     model = make_model("cshPLRNN", 3, 4, 5, dtype=torch.float64)
     a = torch.tensor([[0.9, -0.5, 0.2, 0.7], [0.3, 0.95, -0.8, 0.1], [0.5, 0.5, 0.6, -0.4]])

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from dsr.dynamics import max_lyapunov_exponent
 from dsr.ensemble import save_ensemble
@@ -14,14 +13,6 @@ from dsr.evaluation import evaluate_run, iqr_outliers, select_models
 from dsr.examples import limit_cycle_plrnn, simulate_convolved, simulate_latent
 from dsr.kernels import spm_hrf
 from dsr.training import TrainingConfig, fit_ensemble
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _synthetic_table(rng):

@@ -10,15 +10,6 @@ from dsr.models import make_model
 from dsr.observation import make_decoder
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny batched matrices: intra-op threads only add contention (10x slower on busy CPUs)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def lorenz_like():
     rng = np.random.default_rng(0)

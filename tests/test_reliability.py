@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from dsr.checkpoint import write_json
+from dsr.atomic import write_json
 from dsr.cli import main, write_fit_outputs
 from dsr.kernels import make_kernel
 from dsr.models import _ForcedRollout, make_model

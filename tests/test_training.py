@@ -41,7 +41,6 @@ def _pe10(fitted, x):
 
 def test_round_trip_gtf_beats_no_forcing(cycle_bold):
     """Simulate -> fit -> recover: loss falls >= 5x and GTF predicts held-out data better."""
-    torch.set_num_threads(1)
     train, test = cycle_bold[:1000], cycle_bold[1000:]
     config = TrainingConfig(
         epochs=40, batches_per_epoch=20, seq_len=100, hidden_dim=20, lr_start=5e-3, lr_end=1e-4

@@ -7,14 +7,13 @@ atomically; ``align_regions`` gives a cohort the same columns everywhere, matche
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dsr.atomic import write_json, write_npy
 from dsr.errors import DsrInputError
 
 
@@ -38,18 +37,6 @@ class ExtractionResult:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(file_object)`` into a temp file next to ``path``, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_extraction(result: ExtractionResult, out_dir: str | Path) -> dict[str, Path]:
     """Write ``timeseries.npy`` (T, N) float32, ``confounds.npy`` (T, P) and ``meta.json``.
 
@@ -59,14 +46,13 @@ def save_extraction(result: ExtractionResult, out_dir: str | Path) -> dict[str, 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"timeseries": out_dir / "timeseries.npy"}
-    _atomic_write(paths["timeseries"], lambda fh: np.save(fh, result.timeseries.astype(np.float32)))
+    write_npy(paths["timeseries"], result.timeseries.astype(np.float32))
     if result.confounds is not None:
         paths["confounds"] = out_dir / "confounds.npy"
         conf = result.confounds.astype(np.float32)
-        _atomic_write(paths["confounds"], lambda fh: np.save(fh, conf))
+        write_npy(paths["confounds"], conf)
     paths["meta"] = out_dir / "meta.json"
-    text = json.dumps(result.meta, indent=2, sort_keys=True, default=_json_default)
-    _atomic_write(paths["meta"], lambda fh: fh.write(text.encode("utf-8")))
+    write_json(paths["meta"], result.meta)
     return paths
 
 
@@ -80,16 +66,6 @@ def load_extraction(out_dir: str | Path) -> ExtractionResult:
     return ExtractionResult(
         np.load(out_dir / "timeseries.npy"), np.load(conf) if conf.is_file() else None, meta
     )
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
 
 
 def align_regions(

@@ -187,7 +187,7 @@ def plot_fixed_points(cycles: list[dict], model: int, z_gen: np.ndarray | None =
 
 def save_figure(fig: Figure, path) -> None:
     """Write ``fig`` as PNG (atomically) and close it."""
-    from dsr.checkpoint import atomic_path
+    from dsr.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from dsr import __version__
-from dsr.checkpoint import write_text
+from dsr.atomic import write_text
 from dsr.report import figures as F
 
 SUBJECT_FIGURES = (
