@@ -57,6 +57,16 @@ def write_npy(path: str | Path, array: np.ndarray) -> Path:
     return atomic_write(path, _save)
 
 
+def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
+    """``np.savez_compressed`` of ``arrays``, atomically."""
+
+    def _save(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    return atomic_write(path, _save)
+
+
 def write_torch(path: str | Path, obj: Any) -> Path:
     return atomic_write(path, lambda p: torch.save(obj, p))
 

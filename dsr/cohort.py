@@ -169,12 +169,13 @@ def write_tables(out_dir, summary, dstsp, dh, coords, labels) -> None:
 
 
 def _cohort_inputs(subjects, extract_dirs, eval_dirs, n_show):
-    from dsr.pipeline import load_subject
+    from dsr.io import load_extraction
     from dsr.report.html import shown_models, step_seconds
 
     data, gen, lam = {}, {}, {}
     for s, ex, ev in zip(subjects, extract_dirs, eval_dirs, strict=True):
-        x, _, meta = load_subject(ex)
+        extracted = load_extraction(ex)
+        x, meta = extracted.timeseries, extracted.meta
         table = pd.read_csv(Path(ev) / "metrics.tsv", sep="\t")
         shown, _ = shown_models(table, n_show)
         data[s], gen[s] = x, np.load(Path(ev) / "trajectories.npz")["x_gen"][shown]

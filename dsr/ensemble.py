@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -56,11 +57,40 @@ class FittedEnsemble:
     def n_models(self) -> int:
         return len(self.model_subject)
 
+    def for_subject(self, subject: str) -> FittedEnsemble:
+        """The sub-ensemble of one subject's models (a new object; parameters copied)."""
+        keep = np.flatnonzero(np.asarray(self.model_subject) == self.subject_ids.index(subject))
+        return dataclasses.replace(
+            self,
+            model=_take_models(self.model, keep),
+            decoder=_take_models(self.decoder, keep),
+            subject_ids=[subject],
+            model_subject=np.zeros(len(keep), dtype=int),
+            model_restart=np.asarray(self.model_restart)[keep],
+            status=[self.status[e] for e in keep],
+            final_loss=np.asarray(self.final_loss)[keep],
+            loss_history=np.asarray(self.loss_history)[:, keep],
+            config=dict(self.config),
+        )
+
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> FittedEnsemble:
         """Move (and optionally cast) both modules in place; returns self."""
         self.model.to(device=device, dtype=dtype)
         self.decoder.to(device=device, dtype=dtype)
         return self
+
+
+def _take_models(module: torch.nn.Module, keep: np.ndarray) -> torch.nn.Module:
+    """Copy of an ensemble module with only the models ``keep`` (leading axis E of every tensor
+    except the shared kernel)."""
+    new = copy.deepcopy(module)
+    index = torch.as_tensor(keep)
+    for name, t in [*new.named_parameters(), *new.named_buffers()]:
+        if name != "kernel":
+            t.data = t.data[index].clone()
+    if hasattr(new, "n_models"):
+        new.n_models = len(keep)
+    return new
 
 
 def save_ensemble(fitted: FittedEnsemble, path: str | Path) -> Path:

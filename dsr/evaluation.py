@@ -24,6 +24,7 @@ from dsr.dynamics import kaplan_yorke_dimension, lyapunov_spectrum, per_second
 from dsr.ensemble import load_ensemble
 from dsr.errors import DsrInputError
 from dsr.metrics import power_spectrum_error, prediction_error, state_space_divergence
+from dsr.training import pad_stack
 
 
 @dataclasses.dataclass
@@ -70,12 +71,7 @@ def _subject(sid: str, value) -> SubjectData:
 
 def _stack(arrays: list[np.ndarray | None], n_time: int, index: np.ndarray) -> np.ndarray | None:
     """Per-subject (T_s, F) arrays -> NaN-padded per-model array (n_time, E, F)."""
-    if arrays[0] is None:
-        return None
-    out = np.full((n_time, len(arrays), arrays[0].shape[1]), np.nan)
-    for s, a in enumerate(arrays):
-        out[: len(a), s] = a
-    return out[:, index]
+    return None if arrays[0] is None else pad_stack(arrays, n_time)[:, index]
 
 
 def sliding_deconvolve(
@@ -97,13 +93,65 @@ def sliding_deconvolve(
 
 @torch.no_grad()
 def _free_runs(model, decoder, z0, n_time, r, chunk):
-    """Yield decoded free runs (n_time, E, k, N) for chunks of the K initial states (E, K, M)."""
+    """Yield ``(k, x_gen, z)`` for chunks of the K initial states ``z0`` (E, K, M): decoded runs
+    ``x_gen`` (n_time, E, k, N) and their latent states ``z`` (n_time + h - 1, E, k, M)."""
     h = decoder.kernel_length
     for k in range(0, z0.shape[1], chunk):
         z = model.generate(z0[:, k : k + chunk], n_time + h - 1)
         rr = None if r is None else torch.cat([torch.zeros_like(r[:1]).expand(h - 1, -1, -1), r])
         rr = None if rr is None else rr[:, :, None].expand(-1, -1, z.shape[2], -1)
-        yield k, decoder.decode(z, rr).cpu().numpy()
+        yield k, decoder.decode(z, rr).cpu().numpy(), z
+
+
+def _analysis_setup(fitted):
+    """float64 CPU copies of the model and decoder, the kernel, noise floor and edge cuts."""
+    kernel, cfg = np.asarray(fitted.kernel), fitted.config
+    h = len(kernel)
+    cuts = edge_samples(cfg.get("cut_left", 0.25), h), edge_samples(cfg.get("cut_right", 0.5), h)
+    model = copy.deepcopy(fitted.model).double().cpu().requires_grad_(False)
+    decoder = copy.deepcopy(fitted.decoder).double().cpu().requires_grad_(False)
+    return model, decoder, kernel, cfg.get("noise_floor", 1e-5), *cuts
+
+
+def free_runs(fitted, x: np.ndarray, r: np.ndarray | None = None):
+    """One noise-free free run per model of a one-subject ensemble over the length of ``x``,
+    started from ``d`` at index ``cut_left`` (the evaluation protocol).
+
+    Parameters
+    ----------
+    fitted : FittedEnsemble
+    x : np.ndarray, shape (T, N)
+    r : np.ndarray, shape (T, P), optional
+
+    Returns
+    -------
+    x_gen : np.ndarray, shape (E, T, N)
+        Decoded trajectories (with the subject's own ``r``).
+    z_gen : np.ndarray, shape (E, T, M)
+        Latent states aligned with ``x_gen``.
+    """
+    model, decoder, kernel, floor, cl, cr = _analysis_setup(fitted)
+    n_models = fitted.n_models
+
+    def per_model(a):
+        return (
+            None
+            if a is None
+            else torch.from_numpy(np.asarray(a, np.float64))[:, None].expand(-1, n_models, -1)
+        )
+
+    def start(a):
+        return (
+            None
+            if a is None
+            else per_model(wiener_deconvolve(a, kernel, floor, cl, cr)[cl][None])[0, :, None]
+        )
+
+    with torch.no_grad():
+        z0 = decoder.initial_state(start(x), start(r))
+    _, x_gen, z = next(_free_runs(model, decoder, z0, len(x), per_model(r), chunk=1))
+    z_gen = z[decoder.kernel_length - 1 :, :, 0].numpy()
+    return np.transpose(x_gen[:, :, 0], (1, 0, 2)), np.transpose(z_gen, (1, 0, 2))
 
 
 def evaluate_ensemble(
@@ -139,9 +187,7 @@ def evaluate_ensemble(
         raise DsrInputError(f"no data for subject(s) {missing}; pass one entry per subject id")
     subj = [_subject(s, data[s]) for s in fitted.subject_ids]
     idx = np.asarray(fitted.model_subject, dtype=int)
-    kernel, cfg = np.asarray(fitted.kernel), fitted.config
-    h, floor = len(kernel), cfg.get("noise_floor", 1e-5)
-    cl, cr = edge_samples(cfg.get("cut_left", 0.25), h), edge_samples(cfg.get("cut_right", 0.5), h)
+    model, decoder, kernel, floor, cl, cr = _analysis_setup(fitted)
     full = [s.x if s.x_test is None else np.vstack([s.x, s.x_test]) for s in subj]
     rfull = [
         None if s.r is None else (s.r if s.r_test is None else np.vstack([s.r, s.r_test]))
@@ -151,8 +197,6 @@ def evaluate_ensemble(
     t_max = max(len(f) for f in full)
     dec = [wiener_deconvolve(s.x, kernel, floor, cl, cr) for s in subj]
     rdec = [None if s.r is None else wiener_deconvolve(s.r, kernel, floor, cl, cr) for s in subj]
-    model = copy.deepcopy(fitted.model).double().cpu().requires_grad_(False)
-    decoder = copy.deepcopy(fitted.decoder).double().cpu().requires_grad_(False)
 
     x_tr, xd_tr = _stack([s.x for s in subj], t_max, idx), _stack(dec, t_max, idx)
     r_tr, rd_tr = _stack([s.r for s in subj], t_max, idx), _stack(rdec, t_max, idx)
@@ -205,7 +249,7 @@ def evaluate_ensemble(
         k: np.full((len(idx), n_trajectories), np.nan)
         for k in ("dstsp_train", "dh_train", "dstsp_test", "dh_test")
     }
-    for k, x_gen in _free_runs(model, decoder, z0, t_max, r_all, chunk):
+    for k, x_gen, _ in _free_runs(model, decoder, z0, t_max, r_all, chunk):
         for s, f in enumerate(full):
             es, n = np.flatnonzero(idx == s), n_train[s]
             parts = [("train", slice(0, n))] + ([("test", slice(n, len(f)))] if len(f) > n else [])

@@ -6,21 +6,20 @@ atomically and returns what it wrote. Nothing here imports snakemake.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dsr.atomic import atomic_path, write_json, write_npy
-from dsr.cohort import run_cohort
+from dsr._validation import check_choice
+from dsr.atomic import write_json, write_npy, write_npz
+from dsr.cohort import run_cohort  # noqa: F401 (the cohort stage's entry point)
 from dsr.errors import DsrInputError
+from dsr.io import load_extraction
 from dsr.kernels import make_kernel
 
 log = logging.getLogger(__name__)
-
-INPUT_KINDS = ("demo", "fmriprep", "suite2p", "nwb", "npy")
 
 
 def run_demo(out_dir, subjects: list[str], **kwargs) -> Path:
@@ -33,29 +32,93 @@ def run_demo(out_dir, subjects: list[str], **kwargs) -> Path:
     return write_demo_cohort(out_dir, n_subjects=len(subjects), **kwargs)
 
 
-def discover_subjects(kind: str, input_dir, *, task=None, space=None) -> list[str]:
-    """Subject ids found in an input folder, sorted.
+def _fmriprep_subjects(root: Path, task=None, space=None) -> list[str]:
+    from dsr.io import find_fmriprep_runs
 
-    ``fmriprep``: ``sub-*`` with a matching preprocessed BOLD run; ``suite2p``: sub-folders;
-    ``nwb``/``npy``: file stems of ``*.nwb`` / ``*.npy`` files.
-    """
+    return [_subject_label(r.subject) for r in find_fmriprep_runs(root, task=task, space=space)]
+
+
+def _folder_subjects(root: Path, **_) -> list[str]:
+    return [p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+
+def _file_subjects(suffix: str):
+    return lambda root, **_: [p.stem for p in root.glob(f"*.{suffix}")]
+
+
+SUBJECT_FINDERS = {
+    "fmriprep": _fmriprep_subjects,  # sub-* with a matching preprocessed BOLD run
+    "suite2p": _folder_subjects,  # one suite2p output folder per subject
+    "nwb": _file_subjects("nwb"),  # <subject>.nwb
+    "npy": _file_subjects("npy"),  # <subject>.npy, (T, N)
+}
+
+
+def discover_subjects(kind: str, input_dir, *, task=None, space=None) -> list[str]:
+    """Subject ids found in an input folder of kind ``kind`` (see ``SUBJECT_FINDERS``), sorted."""
+    check_choice("input.kind", kind, SUBJECT_FINDERS)
     root = Path(input_dir)
     if not root.is_dir():
         raise DsrInputError(f"input folder {root} does not exist")
-    if kind == "fmriprep":
-        from dsr.io import find_fmriprep_runs
-
-        runs = find_fmriprep_runs(root, task=task, space=space)
-        return sorted({_subject_label(r.subject) for r in runs})
-    if kind == "suite2p":
-        return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if kind in ("nwb", "npy"):
-        return sorted(p.stem for p in root.glob(f"*.{kind}"))
-    raise DsrInputError(f"'input.kind' must be one of {list(INPUT_KINDS)}; got {kind!r}")
+    return sorted(set(SUBJECT_FINDERS[kind](root, task=task, space=space)))
 
 
 def _subject_label(subject: str) -> str:
     return subject if subject.startswith("sub-") else f"sub-{subject}"
+
+
+def _extract_fmriprep(root: Path, subject: str, options: dict):
+    from dsr.io import extract_fmriprep_subject, find_fmriprep_runs
+
+    runs = find_fmriprep_runs(
+        root, task=options.get("task"), space=options.get("space"), subjects=[subject]
+    )
+    if len(runs) > 1:
+        log.warning("%s: %d runs found; using the first, %s", subject, len(runs), runs[0])
+    strategy = options.get("confounds_strategy")
+    return extract_fmriprep_subject(
+        runs[0],
+        options["atlas"],
+        options.get("labels"),
+        tr_s=options.get("tr_s"),
+        confounds_strategy=tuple(strategy) if strategy else None,
+        confounds_mode=options.get("confounds_mode", "regress"),
+        high_pass=options.get("high_pass_hz"),
+        low_pass=options.get("low_pass_hz"),
+    )
+
+
+def _extract_calcium(fmt: str, path_of):
+    def extract(root: Path, subject: str, options: dict):
+        from dsr.io import extract_calcium
+
+        return extract_calcium(
+            path_of(root, subject),
+            fs_hz=options.get("fs_hz"),
+            fmt=fmt,
+            n_groups=options.get("n_groups"),
+            subject=subject,
+        )
+
+    return extract
+
+
+def _extract_npy(root: Path, subject: str, options: dict):
+    from dsr.io import extract_array
+
+    fs_hz = options.get("fs_hz")
+    tr_s = None if fs_hz else options.get("tr_s")
+    return extract_array(root / f"{subject}.npy", fs_hz=fs_hz, tr_s=tr_s, subject=subject)
+
+
+EXTRACTORS = {
+    "demo": _extract_fmriprep,  # the generated cohort is read as fMRIPrep derivatives
+    "fmriprep": _extract_fmriprep,
+    "suite2p": _extract_calcium("suite2p", lambda root, subject: root / subject),
+    "nwb": _extract_calcium("nwb", lambda root, subject: root / f"{subject}.nwb"),
+    "npy": _extract_npy,
+}
+INPUT_KINDS = tuple(EXTRACTORS)
 
 
 def run_extract(kind: str, input_dir, subject: str, out_dir, **options) -> Path:
@@ -64,7 +127,7 @@ def run_extract(kind: str, input_dir, subject: str, out_dir, **options) -> Path:
     Parameters
     ----------
     kind : {"demo", "fmriprep", "suite2p", "nwb", "npy"}
-        ``demo`` reads the generated cohort as fMRIPrep derivatives.
+        Input kind, see ``EXTRACTORS``.
     input_dir : path
         Input folder (``sub-*/func`` tree, one suite2p folder or file per subject).
     subject : str
@@ -73,58 +136,15 @@ def run_extract(kind: str, input_dir, subject: str, out_dir, **options) -> Path:
         ``atlas``, ``labels``, ``task``, ``space``, ``tr_s``, ``fs_hz``, ``confounds_strategy``,
         ``confounds_mode``, ``high_pass_hz``, ``low_pass_hz``, ``n_groups``.
     """
-    from dsr import io
+    from dsr.io import save_extraction
 
-    root = Path(input_dir)
-    if kind in ("demo", "fmriprep"):
-        runs = io.find_fmriprep_runs(
-            root, task=options.get("task"), space=options.get("space"), subjects=[subject]
-        )
-        if len(runs) > 1:
-            log.warning("%s: %d runs found; using the first, %s", subject, len(runs), runs[0])
-        strategy = options.get("confounds_strategy")
-        result = io.extract_fmriprep_subject(
-            runs[0],
-            options["atlas"],
-            options.get("labels"),
-            tr_s=options.get("tr_s"),
-            confounds_strategy=tuple(strategy) if strategy else None,
-            confounds_mode=options.get("confounds_mode", "regress"),
-            high_pass=options.get("high_pass_hz"),
-            low_pass=options.get("low_pass_hz"),
-        )
-    elif kind in ("suite2p", "nwb"):
-        path = root / subject if kind == "suite2p" else root / f"{subject}.nwb"
-        result = io.extract_calcium(
-            path,
-            fs_hz=options.get("fs_hz"),
-            fmt=kind,
-            n_groups=options.get("n_groups"),
-            subject=subject,
-        )
-    elif kind == "npy":
-        result = io.extract_array(
-            root / f"{subject}.npy",
-            fs_hz=options.get("fs_hz"),
-            tr_s=None if options.get("fs_hz") else options.get("tr_s"),
-            subject=subject,
-        )
-    else:
-        raise DsrInputError(f"'input.kind' must be one of {list(INPUT_KINDS)}; got {kind!r}")
+    check_choice("input.kind", kind, EXTRACTORS)
+    result = EXTRACTORS[kind](Path(input_dir), subject, options)
     out = Path(out_dir)
-    io.save_extraction(result, out)
+    save_extraction(result, out)
     if result.confounds is None:  # a fixed output set: no regressors is a (T, 0) array
         write_npy(out / "confounds.npy", np.zeros((len(result.timeseries), 0), np.float32))
     return out
-
-
-def load_subject(extract_dir) -> tuple[np.ndarray, np.ndarray | None, dict]:
-    """``(x (T, N), r (T, P) or None, meta)`` of an extract folder; an empty r becomes None."""
-    from dsr.io import load_extraction
-
-    res = load_extraction(extract_dir)
-    r = res.confounds
-    return res.timeseries, (None if r is None or r.shape[1] == 0 else r), res.meta
 
 
 def subject_kernel(meta: dict, kernel: str = "auto", tau_s: float = 0.7, path=None) -> np.ndarray:
@@ -164,17 +184,17 @@ def run_fit(
     from dsr.training import TrainingConfig, fit_ensemble, save_ensemble
 
     torch.set_num_threads(max(1, int(threads)))
-    loaded = [load_subject(d) for d in extract_dirs]
-    metas = [m for _, _, m in loaded]
+    loaded = [load_extraction(d) for d in extract_dirs]
+    metas = [e.meta for e in loaded]
     units = {(m.get("tr_s"), m.get("fs_hz")) for m in metas}
     if len(units) > 1:
         raise DsrInputError(f"batched subjects differ in TR / sampling rate: {sorted(units)}")
-    confounds = [r for _, r, _ in loaded]
+    confounds = [e.confounds for e in loaded]
     has_r = [r is not None for r in confounds]
     if any(has_r) and not all(has_r):
         raise DsrInputError("some subjects have nuisance regressors and some do not")
     fitted = fit_ensemble(
-        [x for x, _, _ in loaded],
+        [e.timeseries for e in loaded],
         subject_kernel(metas[0], training.get("decoder", "convolved"), tau_s),
         confounds=confounds if all(has_r) else None,
         subject_ids=subjects,
@@ -188,84 +208,11 @@ def run_fit(
         save_ensemble(fitted, Path(cohort_dir) / "model.pt")
         write_fit_outputs(fitted, Path(cohort_dir))
     for s, out in enumerate(out_dirs):
-        part = split_ensemble(fitted, subjects[s]) if len(subjects) > 1 else fitted
+        part = fitted.for_subject(subjects[s]) if len(subjects) > 1 else fitted
         save_ensemble(part, Path(out) / "model.pt")
         rate = {"tr_s": metas[s].get("tr_s"), "fs_hz": metas[s].get("fs_hz")}
         write_fit_outputs(part, Path(out), extra={"data": str(extract_dirs[s]), **rate})
     return [Path(o) for o in out_dirs]
-
-
-def split_ensemble(fitted, subject: str):
-    """The sub-ensemble of one subject's models (a new FittedEnsemble; parameters copied)."""
-    import copy
-
-    from dsr.ensemble import FittedEnsemble
-
-    s = fitted.subject_ids.index(subject)
-    keep = np.flatnonzero(np.asarray(fitted.model_subject) == s)
-    n_all = fitted.n_models
-
-    def sliced(module):
-        new = copy.deepcopy(module)
-        for name, t in list(new.named_parameters()) + list(new.named_buffers()):
-            if t.ndim and t.shape[0] == n_all and name != "kernel":
-                t.data = t.data[torch.as_tensor(keep)].clone()
-        if hasattr(new, "n_models"):
-            new.n_models = len(keep)
-        return new
-
-    return FittedEnsemble(
-        model=sliced(fitted.model),
-        decoder=sliced(fitted.decoder),
-        subject_ids=[subject],
-        model_subject=np.zeros(len(keep), dtype=np.asarray(fitted.model_subject).dtype),
-        model_restart=np.asarray(fitted.model_restart)[keep],
-        status=[fitted.status[e] for e in keep],
-        final_loss=np.asarray(fitted.final_loss)[keep],
-        loss_history=np.asarray(fitted.loss_history)[:, keep],
-        config=dict(fitted.config),
-        kernel=fitted.kernel,
-        wall_time_s=fitted.wall_time_s,
-        device=fitted.device,
-    )
-
-
-def free_runs(fitted, x: np.ndarray, r: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """One noise-free free run per model from ``d`` at index ``cut_left`` (evaluation protocol).
-
-    Returns
-    -------
-    x_gen : np.ndarray, shape (E, T, N)
-        Decoded trajectories (with the subject's own ``r``).
-    z_gen : np.ndarray, shape (E, T, M)
-        Latent states aligned with ``x_gen``.
-    """
-    import copy
-
-    from dsr.deconvolution import edge_samples, wiener_deconvolve
-
-    kernel, cfg = np.asarray(fitted.kernel), fitted.config
-    h, floor = len(kernel), cfg.get("noise_floor", 1e-5)
-    cl = edge_samples(cfg.get("cut_left", 0.25), h)
-    cr = edge_samples(cfg.get("cut_right", 0.5), h)
-    model = copy.deepcopy(fitted.model).double().cpu().requires_grad_(False)
-    decoder = copy.deepcopy(fitted.decoder).double().cpu().requires_grad_(False)
-    n_models, n_time = fitted.n_models, len(x)
-
-    def at_start(a):
-        d = wiener_deconvolve(a, kernel, floor, cl, cr)[cl]
-        return torch.from_numpy(np.asarray(d, np.float64))[None, None].expand(n_models, 1, -1)
-
-    with torch.no_grad():
-        z0 = decoder.initial_state(at_start(x), None if r is None else at_start(r))
-        z = model.generate(z0, n_time + h - 1)
-        rr = None
-        if r is not None:
-            pad = np.vstack([np.zeros((h - 1, r.shape[1])), r])
-            rr = torch.from_numpy(pad)[:, None, None].expand(-1, n_models, 1, -1)
-        xg = decoder.decode(z, rr)[:, :, 0].numpy()
-    zg = z[h - 1 :, :, 0].numpy()
-    return np.transpose(xg, (1, 0, 2)), np.transpose(zg, (1, 0, 2))
 
 
 def run_evaluate(fit_dir, extract_dir, out_dir, *, max_order: int = 2, threads: int = 1, **kwargs):
@@ -279,10 +226,11 @@ def run_evaluate(fit_dir, extract_dir, out_dir, *, max_order: int = 2, threads: 
     """
     from dsr.dynamics import fixed_points_and_cycles
     from dsr.ensemble import load_ensemble
-    from dsr.evaluation import SubjectData, evaluate_run
+    from dsr.evaluation import SubjectData, evaluate_run, free_runs
 
     torch.set_num_threads(max(1, int(threads)))
-    x, r, meta = load_subject(extract_dir)
+    extracted = load_extraction(extract_dir)
+    x, r, meta = extracted.timeseries, extracted.confounds, extracted.meta
     fitted = load_ensemble(Path(fit_dir) / "model.pt")
     subject = fitted.subject_ids[0]
     rate = {"tr_s": meta.get("tr_s")} if meta.get("tr_s") else {"fs_hz": meta.get("fs_hz")}
@@ -293,7 +241,7 @@ def run_evaluate(fit_dir, extract_dir, out_dir, *, max_order: int = 2, threads: 
         {"subject": subject, "max_order": max_order, "cycles": [c.to_dict() for c in cycles]},
     )
     x_gen, z_gen = free_runs(fitted, x, r)
-    save_npz(Path(out_dir) / "trajectories.npz", x_gen=x_gen, z_gen=z_gen)
+    write_npz(Path(out_dir) / "trajectories.npz", x_gen=x_gen, z_gen=z_gen)
     return result
 
 
@@ -304,35 +252,3 @@ def run_subject_report(subject, extract_dir, fit_dir, eval_dir, html_path, figur
     return write_subject_report(
         subject, extract_dir, fit_dir, eval_dir, html_path, figure_paths, **kw
     )
-
-
-def read_json(path) -> dict:
-    """Read a JSON file (UTF-8)."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def save_npz(path, **arrays) -> Path:
-    """Write ``np.savez_compressed`` atomically."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-    return Path(path)
-
-
-__all__ = [
-    "INPUT_KINDS",
-    "discover_subjects",
-    "free_runs",
-    "load_subject",
-    "read_json",
-    "run_demo",
-    "run_extract",
-    "run_cohort",
-    "run_evaluate",
-    "run_fit",
-    "run_subject_report",
-    "save_npz",
-    "split_ensemble",
-    "subject_kernel",
-    "write_json",
-]

@@ -102,7 +102,8 @@ class _Cohort:
     start_hi: torch.Tensor  # (S,) last valid window start
 
 
-def _stack(arrays: list[np.ndarray], n_time: int) -> np.ndarray:
+def pad_stack(arrays: list[np.ndarray], n_time: int) -> np.ndarray:
+    """Per-subject ``(T_s, F)`` arrays -> ``(n_time, S, F)``, NaN after each subject's end."""
     out = np.full((n_time, len(arrays), arrays[0].shape[1]), np.nan)
     for s, a in enumerate(arrays):
         out[: len(a), s] = a
@@ -152,7 +153,7 @@ def prepare_cohort(data, confounds, kernel, config, subject_ids, device, dtype) 
         return (
             None
             if arrs is None
-            else torch.as_tensor(_stack(arrs, n_time), dtype=dtype, device=device)
+            else torch.as_tensor(pad_stack(arrs, n_time), dtype=dtype, device=device)
         )
 
     return _Cohort(

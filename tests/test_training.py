@@ -198,3 +198,20 @@ def test_standard_decoder_keeps_the_kernel_it_trained_with(cycle_bold):
     fitted = fit_ensemble([cycle_bold[:300]], KERNEL, config=config, device="cpu")
     np.testing.assert_array_equal(fitted.kernel, [1.0])
     assert fitted.decoder.kernel_length == 1
+
+
+def test_for_subject_keeps_each_subjects_models(cycle_bold):
+    """A joint cohort ensemble split per subject keeps parameters and bookkeeping."""
+    data = [cycle_bold[:300], cycle_bold[300:600]]
+    fitted = fit_ensemble(
+        data, KERNEL, subject_ids=["a", "b"], n_restarts=2, config=TINY, device="cpu"
+    )
+    part = fitted.for_subject("b")
+    assert part.subject_ids == ["b"] and part.n_models == 2 and part.model.n_models == 2
+    assert list(part.model_restart) == [0, 1] and part.loss_history.shape == (3, 2)
+    np.testing.assert_array_equal(part.model_subject, [0, 0])
+    torch.testing.assert_close(part.model.W1, fitted.model.W1[2:])
+    torch.testing.assert_close(part.decoder.B, fitted.decoder.B[2:])
+    torch.testing.assert_close(part.decoder.kernel, fitted.decoder.kernel)
+    z = torch.zeros(2, 1, 3)
+    torch.testing.assert_close(part.model.step(z), fitted.model.step(torch.zeros(4, 1, 3))[2:])

@@ -190,34 +190,6 @@ def test_real_data_inputs_are_discovered(tmp_path):
     assert "results/ratB/report.html" in proc.stdout
 
 
-def test_split_ensemble_keeps_each_subjects_models():
-    """fit.batch_subjects: the joint ensemble split per subject keeps parameters and bookkeeping."""
-    import torch
-
-    from dsr.kernels import make_kernel
-    from dsr.pipeline import split_ensemble
-    from dsr.training import TrainingConfig, fit_ensemble
-
-    rng = np.random.default_rng(0)
-    data = [rng.normal(size=(80, 3)).astype(np.float32) for _ in range(2)]
-    cfg = TrainingConfig(epochs=1, batches_per_epoch=1, batch_size=2, seq_len=30, hidden_dim=5)
-    fitted = fit_ensemble(
-        data,
-        make_kernel("hrf", tr_s=2.0),
-        subject_ids=["a", "b"],
-        n_restarts=2,
-        config=cfg,
-        device="cpu",
-    )
-    part = split_ensemble(fitted, "b")
-    assert part.subject_ids == ["b"] and part.n_models == 2
-    assert list(part.model_restart) == [0, 1] and part.loss_history.shape == (1, 2)
-    torch.testing.assert_close(part.model.W1, fitted.model.W1[2:])
-    torch.testing.assert_close(part.decoder.B, fitted.decoder.B[2:])
-    z = torch.zeros(2, 1, 3)
-    torch.testing.assert_close(part.model.step(z), fitted.model.step(torch.zeros(4, 1, 3))[2:])
-
-
 def test_subject_sheet_selects_subjects(tmp_path):
     data = tmp_path / "input"
     data.mkdir()

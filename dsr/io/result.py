@@ -57,14 +57,15 @@ def save_extraction(result: ExtractionResult, out_dir: str | Path) -> dict[str, 
 
 
 def load_extraction(out_dir: str | Path) -> ExtractionResult:
-    """Read back what :func:`save_extraction` wrote."""
+    """Read back what :func:`save_extraction` wrote; a (T, 0) ``confounds.npy`` reads as None."""
     out_dir = Path(out_dir)
     if not (out_dir / "timeseries.npy").is_file():
         raise DsrInputError(f"{out_dir}: no timeseries.npy; run the extract step first")
-    conf = out_dir / "confounds.npy"
+    path = out_dir / "confounds.npy"
+    conf = np.load(path) if path.is_file() else None
     meta = json.loads((out_dir / "meta.json").read_text(encoding="utf-8"))
     return ExtractionResult(
-        np.load(out_dir / "timeseries.npy"), np.load(conf) if conf.is_file() else None, meta
+        np.load(out_dir / "timeseries.npy"), None if conf is None or conf.size == 0 else conf, meta
     )
 
 

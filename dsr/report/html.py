@@ -56,9 +56,10 @@ def shown_models(table: pd.DataFrame, n_show: int) -> tuple[list[int], bool]:
 
 def load_subject_results(extract_dir, fit_dir, eval_dir) -> dict:
     """Everything a subject report shows, read from the stage folders."""
-    from dsr.pipeline import load_subject
+    from dsr.io import load_extraction
 
-    x, _, meta = load_subject(extract_dir)
+    extracted = load_extraction(extract_dir)
+    x, meta = extracted.timeseries, extracted.meta
     ev, fit_dir = Path(eval_dir), Path(fit_dir)
     traj = np.load(ev / "trajectories.npz")
     loss = pd.read_csv(fit_dir / "loss.tsv", sep="\t").drop(columns="epoch").to_numpy()
