@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from dsr.deconvolution import edge_samples, wiener_deconvolve
+from dsr.dynamics import max_lyapunov_exponent
 from dsr.errors import DsrInputError
 from dsr.examples import limit_cycle_plrnn, simulate_convolved, simulate_latent
 from dsr.kernels import spm_hrf
@@ -60,6 +61,10 @@ def test_round_trip_gtf_beats_no_forcing(cycle_bold):
     pe_gtf, pe_free = _pe10(gtf, test), _pe10(free, test)
     assert np.nanmean(pe_gtf) < np.nanmean(pe_free), (pe_gtf, pe_free)
     assert np.nanmean(pe_gtf) < 0.5
+    # the recovered attractor: the fitted lambda_max spread brackets the true cycle's (about 0)
+    true_lam = max_lyapunov_exponent(limit_cycle_plrnn(), n_steps=3000, transient=500)[0]
+    lam = max_lyapunov_exponent(gtf.model, n_steps=3000, transient=500)
+    assert lam.min() - 0.05 <= true_lam <= lam.max() + 0.05, (lam, true_lam)
 
 
 def test_subjects_share_one_ensemble(cycle_bold):
