@@ -48,9 +48,13 @@ def base_parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (shared machine: 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
-    p.add_argument("--lr-end", type=float, default=None,
-                   help="final learning rate (spec 1e-6 over 1000 epochs; reduced runs use 1e-4 so "
-                        "that a short run does not spend most steps at lr < 1e-5)")
+    p.add_argument(
+        "--lr-end",
+        type=float,
+        default=None,
+        help="final learning rate (spec 1e-6 over 1000 epochs; reduced runs use 1e-4 so "
+        "that a short run does not spend most steps at lr < 1e-5)",
+    )
     return p
 
 
@@ -107,12 +111,14 @@ def latent_free_runs(fitted, data_train, n_steps, n_traj=10, sd=0.01, seed=0):
     eff = kernel if h > 1 else np.ones(1)
     cl, cr = edge_samples(cfg["cut_left"], h), edge_samples(cfg["cut_right"], h)
     idx = np.asarray(fitted.model_subject)
-    xd = np.stack(
-        [wiener_deconvolve(x, eff, cfg["noise_floor"], cl, cr) for x in data_train], 1
-    )[:, idx]  # (T, E, N)
+    xd = np.stack([wiener_deconvolve(x, eff, cfg["noise_floor"], cl, cr) for x in data_train], 1)[
+        :, idx
+    ]  # (T, E, N)
     d = dec.forcing(torch.from_numpy(xd)[:, :, None])[:, :, 0]  # (T, E, M)
     g = torch.Generator().manual_seed(seed)
-    z0 = d[cl][:, None] + sd * torch.randn(len(idx), n_traj, d.shape[-1], generator=g, dtype=d.dtype)
+    z0 = d[cl][:, None] + sd * torch.randn(
+        len(idx), n_traj, d.shape[-1], generator=g, dtype=d.dtype
+    )
     z = model.generate(z0, n_steps)
     fitted.model.float()
     fitted.decoder.float()
@@ -189,7 +195,9 @@ def med_iqr(v) -> str:
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(c) if not isinstance(c, str) else c for c in r) + " |" for r in rows]
+    lines += [
+        "| " + " | ".join(fmt(c) if not isinstance(c, str) else c for c in r) + " |" for r in rows
+    ]
     return "\n".join(lines)
 
 
@@ -197,15 +205,15 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 HEADER = """# dsr validation results (reduced scale)
 
 Produced by the scripts in `validation/` (not run in CI). Each section below is rewritten by its
-script on every run, with the date, machine, settings and the command that produced it. Reduced-scale
-runs on a shared CPU are far from the paper's 1000 epochs; `--full` runs the paper's scale (GPU).
+script on every run, with the date, machine, settings and the command that produced it.
+Reduced-scale runs on a shared CPU are far from the paper's 1000 epochs; `--full` runs the paper's scale (GPU).
 Scaling benchmarks: see `benchmarks/README.md`.
 
 """
 
 
 def write_section(name: str, title: str, body: str, device: str, settings: dict, runtime_s: float):
-    """Replace (or append) section ``name`` of RESULTS.md; file-locked against concurrent scripts."""
+    """Replace (or append) section ``name`` of RESULTS.md (file-locked: scripts run at once)."""
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     settings_txt = ", ".join(f"{k}={v}" for k, v in settings.items())
     block = (

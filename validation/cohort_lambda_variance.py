@@ -23,10 +23,10 @@ import json
 import tempfile
 from pathlib import Path
 
+import _common as C
 import numpy as np
 from scipy import stats
 
-import _common as C
 from dsr.evaluation import evaluate_ensemble, select_models
 from dsr.io.fmriprep import extract_fmriprep_subject
 from dsr.kernels import spm_hrf
@@ -44,8 +44,9 @@ def parse():
     p.add_argument("--batches", type=int, default=None)
     p.add_argument("--volumes", type=int, default=500)
     a = p.parse_args()
-    for k, (full, red) in dict(subjects=(20, 6), restarts=(20, 10), epochs=(1000, 60),
-                               batches=(50, 20)).items():
+    for k, (full, red) in dict(
+        subjects=(20, 6), restarts=(20, 10), epochs=(1000, 60), batches=(50, 20)
+    ).items():
         if getattr(a, k) is None:
             setattr(a, k, full if a.full else red)
     return a
@@ -57,9 +58,12 @@ def log_variance_test(lam: dict, rng) -> dict:
     between = np.array([np.var([rng.choice(lam[s]) for s in subs], ddof=1) for _ in subs])
     lw, lb = np.log(within), np.log(between)
     return dict(
-        within_median=float(np.median(within)), between_median=float(np.median(between)),
-        t=stats.ttest_rel(lw, lb), w=stats.wilcoxon(lw, lb),
-        n_lower=int((within < between).sum()), n=len(subs),
+        within_median=float(np.median(within)),
+        between_median=float(np.median(between)),
+        t=stats.ttest_rel(lw, lb),
+        w=stats.wilcoxon(lw, lb),
+        n_lower=int((within < between).sum()),
+        n=len(subs),
     )
 
 
@@ -69,25 +73,49 @@ def main():
     device = str(resolve_device(a.device))
     timer = C.Timer()
     with tempfile.TemporaryDirectory() as tmp:
-        root = write_demo_cohort(Path(tmp) / "cohort", a.subjects, tr_s=TR, n_volumes=a.volumes,
-                                 seed=a.seed)
+        root = write_demo_cohort(
+            Path(tmp) / "cohort", a.subjects, tr_s=TR, n_volumes=a.volumes, seed=a.seed
+        )
         sids = [f"sub-{s + 1:02d}" for s in range(a.subjects)]
         data, truth = [], []
         for sid in sids:
             bold = root / sid / "func" / f"{sid}_task-rest_space-{SPACE}_desc-preproc_bold.nii.gz"
-            res = extract_fmriprep_subject(bold, root / "atlas/atlas-demo_dseg.nii.gz",
-                                           root / "atlas/atlas-demo_dseg.tsv")
+            res = extract_fmriprep_subject(
+                bold, root / "atlas/atlas-demo_dseg.nii.gz", root / "atlas/atlas-demo_dseg.tsv"
+            )
             data.append(np.asarray(res.timeseries, np.float64))
             truth.append(json.loads((root / "ground_truth" / f"{sid}.json").read_text()))
     print(f"[{timer():.0f}s] cohort written and extracted: {[d.shape for d in data]}", flush=True)
     kernel = spm_hrf(TR)
-    cfg = TrainingConfig(epochs=a.epochs, batches_per_epoch=a.batches, grad_clip=10.0, lr_end=a.lr_end,
-                         checkpoint_every=0)
-    fitted = fit_ensemble(data, kernel, subject_ids=sids, n_restarts=a.restarts, config=cfg,
-                          seed=a.seed, device=device)
-    print(f"[{timer():.0f}s] trained {fitted.n_models} models in {fitted.wall_time_s:.0f}s", flush=True)
-    ev = evaluate_ensemble(fitted, dict(zip(sids, data)), n_trajectories=10 if not a.full else 100,
-                           tr_s=TR, lyap_steps=5000, lyap_transient=500, seed=a.seed)
+    cfg = TrainingConfig(
+        epochs=a.epochs,
+        batches_per_epoch=a.batches,
+        grad_clip=10.0,
+        lr_end=a.lr_end,
+        checkpoint_every=0,
+    )
+    fitted = fit_ensemble(
+        data,
+        kernel,
+        subject_ids=sids,
+        n_restarts=a.restarts,
+        config=cfg,
+        seed=a.seed,
+        device=device,
+    )
+    print(
+        f"[{timer():.0f}s] trained {fitted.n_models} models in {fitted.wall_time_s:.0f}s",
+        flush=True,
+    )
+    ev = evaluate_ensemble(
+        fitted,
+        dict(zip(sids, data)),
+        n_trajectories=10 if not a.full else 100,
+        tr_s=TR,
+        lyap_steps=5000,
+        lyap_transient=500,
+        seed=a.seed,
+    )
     t = select_models(ev.table, n_best_dstsp=20, n_best_dh=10)
     t.to_csv(C.OUT / "cohort_lambda.tsv", sep="\t", index=False)
     sel = t[t.selected & np.isfinite(t.lambda_max_per_s)]
@@ -96,12 +124,31 @@ def main():
     for sid, tr_ in zip(sids, truth):
         g = t[t.subject == sid]
         v = lam.get(sid, np.array([]))
-        rows.append([sid, f"{tr_['rho']:.1f}", f"{tr_['lambda_max_per_second']:.4f}",
-                     f"{int(g.pe_ok.sum())}/{len(g)}", f"{len(v)}", C.med_iqr(v),
-                     f"{np.var(v, ddof=1):.3g}" if len(v) > 1 else "nan",
-                     f"{(v > 0).mean():.2f}" if len(v) else "nan"])
-    body = C.markdown_table(["subject", "ρ", "true λ_max /s", "PE1 ≤ 1", "selected",
-                             "λ_max /s median [IQR]", "within var", "frac. chaotic"], rows)
+        rows.append(
+            [
+                sid,
+                f"{tr_['rho']:.1f}",
+                f"{tr_['lambda_max_per_second']:.4f}",
+                f"{int(g.pe_ok.sum())}/{len(g)}",
+                f"{len(v)}",
+                C.med_iqr(v),
+                f"{np.var(v, ddof=1):.3g}" if len(v) > 1 else "nan",
+                f"{(v > 0).mean():.2f}" if len(v) else "nan",
+            ]
+        )
+    body = C.markdown_table(
+        [
+            "subject",
+            "ρ",
+            "true λ_max /s",
+            "PE1 ≤ 1",
+            "selected",
+            "λ_max /s median [IQR]",
+            "within var",
+            "frac. chaotic",
+        ],
+        rows,
+    )
     if len(lam) >= 3:
         kw = stats.kruskal(*lam.values())
         an = stats.f_oneway(*lam.values())
@@ -122,10 +169,22 @@ def main():
         body += "\n\nFewer than 3 subjects with ≥ 2 selected models: no test possible."
     if not a.no_write:
         C.write_section(
-            "cohort", "4. Within- vs between-subject λ_max variance (demo cohort)", body, device,
-            dict(subjects=a.subjects, restarts=a.restarts, epochs=a.epochs,
-                 batches_per_epoch=a.batches, volumes=a.volumes, tr_s=TR,
-                 model="cshPLRNN M6 L50 α0.1", grad_clip=10, lr_end=a.lr_end, selection="PE1≤1, best 20 D_stsp, best 10 D_H"),
+            "cohort",
+            "4. Within- vs between-subject λ_max variance (demo cohort)",
+            body,
+            device,
+            dict(
+                subjects=a.subjects,
+                restarts=a.restarts,
+                epochs=a.epochs,
+                batches_per_epoch=a.batches,
+                volumes=a.volumes,
+                tr_s=TR,
+                model="cshPLRNN M6 L50 α0.1",
+                grad_clip=10,
+                lr_end=a.lr_end,
+                selection="PE1≤1, best 20 D_stsp, best 10 D_H",
+            ),
             timer(),
         )
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import json
 
+import _common as C
 import numpy as np
 import pandas as pd
 
-import _common as C
 from dsr.ensemble import save_ensemble
 from dsr.evaluation import SubjectData, evaluate_ensemble
 from dsr.kernels import spm_hrf
@@ -50,8 +50,12 @@ def parse():
     p.add_argument("--trajectories", type=int, default=None)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--tag", default="", help="suffix of the RESULTS.md section (several runs)")
-    p.add_argument("--n-ref", type=int, default=None,
-                   help="length of the true-latent reference orbit for latent D_stsp")
+    p.add_argument(
+        "--n-ref",
+        type=int,
+        default=None,
+        help="length of the true-latent reference orbit for latent D_stsp",
+    )
     a = p.parse_args()
     full = dict(datasets=10, restarts=10, epochs=1000, batches=50, trajectories=100, n_ref=100_000)
     red = dict(datasets=3, restarts=3, epochs=60, batches=20, trajectories=10, n_ref=20_000)
@@ -99,18 +103,39 @@ def run_condition(a, tr, device, timer):
         # training (evaluate_ensemble uses fitted.kernel even for the standard decoder)
         k_fit = kernel if m["decoder"] == "convolved" else np.ones(1)
         fitted = fit_ensemble(
-            x_tr, k_fit, subject_ids=sids, n_restarts=a.restarts, config=cfg, seed=a.seed,
+            x_tr,
+            k_fit,
+            subject_ids=sids,
+            n_restarts=a.restarts,
+            config=cfg,
+            seed=a.seed,
             device=device,
         )
         train_s = fitted.wall_time_s
         if tr == 0.5 and name == "convSSM":
             save_ensemble(fitted, C.OUT / "lorenz_tr0.5_convSSM.pt")
-            (C.OUT / "lorenz_tr0.5_convSSM.json").write_text(json.dumps(
-                {"n_total": n_total, "n_train": a.n_train, "seed": a.seed, "epochs": a.epochs,
-                 "batches": a.batches, "lr_end": a.lr_end, "command": C.command()}))
+            (C.OUT / "lorenz_tr0.5_convSSM.json").write_text(
+                json.dumps(
+                    {
+                        "n_total": n_total,
+                        "n_train": a.n_train,
+                        "seed": a.seed,
+                        "epochs": a.epochs,
+                        "batches": a.batches,
+                        "lr_end": a.lr_end,
+                        "command": C.command(),
+                    }
+                )
+            )
         ev = evaluate_ensemble(
-            fitted, data, n_trajectories=a.trajectories, pe_steps=20, lyap_steps=3000 if not a.full else 10_000,
-            lyap_transient=500 if not a.full else 1000, tr_s=tr, seed=a.seed,
+            fitted,
+            data,
+            n_trajectories=a.trajectories,
+            pe_steps=20,
+            lyap_steps=3000 if not a.full else 10_000,
+            lyap_transient=500 if not a.full else 1000,
+            tr_s=tr,
+            seed=a.seed,
         )
         t = ev.table
         t["dstsp_latent"] = C.latent_dstsp(fitted, x_tr, z_tr, z_ref, n_traj=a.trajectories)
@@ -119,8 +144,11 @@ def run_condition(a, tr, device, timer):
         t["noise_sd"] = [keys[s][0] for s in fitted.model_subject]
         t["train_s"] = train_s
         frames.append(t)
-        print(f"[{timer():.0f}s] TR {tr} {name}: trained {train_s:.0f}s, median latent D_stsp "
-              f"{np.nanmedian(t['dstsp_latent']):.3f}", flush=True)
+        print(
+            f"[{timer():.0f}s] TR {tr} {name}: trained {train_s:.0f}s, median latent D_stsp "
+            f"{np.nanmedian(t['dstsp_latent']):.3f}",
+            flush=True,
+        )
     df = pd.concat(frames, ignore_index=True)
     # floors: the same measures between two independent orbits of the TRUE system (best achievable)
     x_o, z_o = C.lorenz_bold(kernel, n_total, a.noise[0], a.seed + 99_999)
@@ -140,29 +168,76 @@ def summarise(df: pd.DataFrame) -> str:
             if m.empty:
                 lat[name] = pd.Series(dtype=float)
                 continue
-            ok = (m.status == "ok") & np.isfinite(m[["dstsp_latent", "dstsp_test", "dh_test"]]).all(1)
+            ok = (m.status == "ok") & np.isfinite(m[["dstsp_latent", "dstsp_test", "dh_test"]]).all(
+                1
+            )
             keep = ok & C.iqr_keep(m.dstsp_latent.where(ok))
             lat[name] = m.dstsp_latent[keep]
-            rows.append([f"{tr}", f"{sd}", name, f"{int(keep.sum())}/{len(m)}",
-                         C.med_iqr(m.dstsp_latent[keep]), C.med_iqr(m.dstsp_test[keep]),
-                         C.med_iqr(m.dh_test[keep]), C.med_iqr(m.pe20_test[keep]),
-                         C.med_iqr(m.lambda_max_per_tu[keep])])
+            rows.append(
+                [
+                    f"{tr}",
+                    f"{sd}",
+                    name,
+                    f"{int(keep.sum())}/{len(m)}",
+                    C.med_iqr(m.dstsp_latent[keep]),
+                    C.med_iqr(m.dstsp_test[keep]),
+                    C.med_iqr(m.dh_test[keep]),
+                    C.med_iqr(m.pe20_test[keep]),
+                    C.med_iqr(m.lambda_max_per_tu[keep]),
+                ]
+            )
         u1, p1 = C.mannwhitney(lat["convSSM"], lat["standardSSM"])
         u2, p2 = C.mannwhitney(lat["convSSM"], lat["convSSM-noGTF"])
-        gap = np.nanmedian(lat["standardSSM"]) - np.nanmedian(lat["convSSM"]) if len(lat["convSSM"]) and len(lat["standardSSM"]) else float("nan")
+        gap = (
+            np.nanmedian(lat["standardSSM"]) - np.nanmedian(lat["convSSM"])
+            if len(lat["convSSM"]) and len(lat["standardSSM"])
+            else float("nan")
+        )
         target = 0.30 if sd <= 0.01 else 0.71
         med = float(np.nanmedian(lat["convSSM"])) if len(lat["convSSM"]) else float("nan")
-        tests.append([f"{tr}", f"{sd}", f"{med:.3g} (< {target})", "met" if med < target else "MISSED",
-                      f"{gap:.3g}", f"U={u1:.0f}, p={p1:.3g}", f"U={u2:.0f}, p={p2:.3g}"])
+        tests.append(
+            [
+                f"{tr}",
+                f"{sd}",
+                f"{med:.3g} (< {target})",
+                "met" if med < target else "MISSED",
+                f"{gap:.3g}",
+                f"U={u1:.0f}, p={p1:.3g}",
+                f"U={u2:.0f}, p={p2:.3g}",
+            ]
+        )
     t1 = C.markdown_table(
-        ["TR s", "noise σ", "method", "converged", "D_stsp latent", "D_stsp obs", "D_H", "PE20",
-         "λ_max /time unit"], rows)
+        [
+            "TR s",
+            "noise σ",
+            "method",
+            "converged",
+            "D_stsp latent",
+            "D_stsp obs",
+            "D_H",
+            "PE20",
+            "λ_max /time unit",
+        ],
+        rows,
+    )
     t2 = C.markdown_table(
-        ["TR s", "noise σ", "convSSM latent D_stsp vs target", "target", "gap std−conv",
-         "MWU conv vs std", "MWU conv vs noGTF"], tests)
-    return ("Test-half scores, median [IQR] over converged models.\n\n" + t1 +
-            "\n\nTargets (spec §6): convSSM D_stsp < 0.30 (σ 0.01), < 0.71 (σ 0.1), better than the "
-            "standard SSM with the gap growing as TR shrinks.\n\n" + t2)
+        [
+            "TR s",
+            "noise σ",
+            "convSSM latent D_stsp vs target",
+            "target",
+            "gap std−conv",
+            "MWU conv vs std",
+            "MWU conv vs noGTF",
+        ],
+        tests,
+    )
+    return (
+        "Test-half scores, median [IQR] over converged models.\n\n"
+        + t1
+        + "\n\nTargets (spec §6): convSSM D_stsp < 0.30 (σ 0.01), < 0.71 (σ 0.1), better than the "
+        "standard SSM with the gap growing as TR shrinks.\n\n" + t2
+    )
 
 
 def main():
@@ -171,11 +246,24 @@ def main():
     device = str(resolve_device(a.device))
     timer = C.Timer()
     frames = []
-    settings = dict(trs=a.trs, noise=a.noise, datasets=a.datasets, restarts=a.restarts,
-                    epochs=a.epochs, batches_per_epoch=a.batches, n_train=a.n_train,
-                    n_test=a.n_test, n_ref=a.n_ref, trajectories=a.trajectories, lr_end=a.lr_end,
-                    seq_len=a.seq_len or ("200" if a.full else "max(h+50,100)"),
-                    model="shPLRNN M3 L50", grad_clip=10, seed=a.seed, methods=a.methods)
+    settings = dict(
+        trs=a.trs,
+        noise=a.noise,
+        datasets=a.datasets,
+        restarts=a.restarts,
+        epochs=a.epochs,
+        batches_per_epoch=a.batches,
+        n_train=a.n_train,
+        n_test=a.n_test,
+        n_ref=a.n_ref,
+        trajectories=a.trajectories,
+        lr_end=a.lr_end,
+        seq_len=a.seq_len or ("200" if a.full else "max(h+50,100)"),
+        model="shPLRNN M3 L50",
+        grad_clip=10,
+        seed=a.seed,
+        methods=a.methods,
+    )
     floors = []
     for tr in a.trs:
         frames.append(run_condition(a, tr, device, timer))
@@ -183,13 +271,29 @@ def main():
         df = pd.concat(frames, ignore_index=True)
         df.to_csv(C.OUT / "lorenz_benchmark.tsv", sep="\t", index=False)
         if not a.no_write:
-            note = "" if len(frames) == len(a.trs) else f"\n\n(partial: TRs done so far {sorted(df.tr_s.unique())})"
-            floor = C.markdown_table(["TR s", f"latent D_stsp floor (T={a.n_ref})",
-                                      f"observed D_stsp floor (T={a.n_test})"], floors)
-            C.write_section(f"lorenz{a.tag}", f"1{a.tag}. Lorenz-63 benchmark (convSSM vs no-GTF vs standard SSM)",
-                            summarise(df) + "\n\nFloors — the same binned D_stsp between two "
-                            "independent orbits of the true system (no model can do better at "
-                            "these lengths):\n\n" + floor + note, device, settings, timer())
+            note = (
+                ""
+                if len(frames) == len(a.trs)
+                else f"\n\n(partial: TRs done so far {sorted(df.tr_s.unique())})"
+            )
+            floor = C.markdown_table(
+                [
+                    "TR s",
+                    f"latent D_stsp floor (T={a.n_ref})",
+                    f"observed D_stsp floor (T={a.n_test})",
+                ],
+                floors,
+            )
+            C.write_section(
+                f"lorenz{a.tag}",
+                f"1{a.tag}. Lorenz-63 benchmark (convSSM vs no-GTF vs standard SSM)",
+                summarise(df) + "\n\nFloors — the same binned D_stsp between two "
+                "independent orbits of the true system (no model can do better at "
+                "these lengths):\n\n" + floor + note,
+                device,
+                settings,
+                timer(),
+            )
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 
+import _common as C
 import numpy as np
 from scipy import stats
 
-import _common as C
 from dsr.dynamics import lyapunov_spectrum
 from dsr.ensemble import load_ensemble
 from dsr.kernels import spm_hrf
@@ -40,8 +40,9 @@ def parse():
     p.add_argument("--batches", type=int, default=None)
     p.add_argument("--steps", type=int, default=20_000)
     a = p.parse_args()
-    for k, (full, red) in dict(datasets=(10, 3), restarts=(10, 3), epochs=(1000, 30),
-                               batches=(50, 20)).items():
+    for k, (full, red) in dict(
+        datasets=(10, 3), restarts=(10, 3), epochs=(1000, 30), batches=(50, 20)
+    ).items():
         if getattr(a, k) is None:
             setattr(a, k, full if a.full else red)
     return a
@@ -60,8 +61,10 @@ def main():
         noise_of = {s: float(s.split("-")[0][1:]) for s in fitted.subject_ids}
         # regenerate the exact training series of the benchmark (same seeds and lengths)
         meta = json.loads(SAVED.with_suffix(".json").read_text())
-        source += (f", trained {meta.get('epochs')} epochs x {meta.get('batches')} batches, "
-                   f"lr_end {meta.get('lr_end')}, by `{meta.get('command')}`")
+        source += (
+            f", trained {meta.get('epochs')} epochs x {meta.get('batches')} batches, "
+            f"lr_end {meta.get('lr_end')}, by `{meta.get('command')}`"
+        )
         x_tr = []
         for s in fitted.subject_ids:
             sd, k = noise_of[s], int(s.split("-d")[1])
@@ -72,16 +75,32 @@ def main():
         for sd in a.noise:
             for k in range(a.datasets):
                 sid = f"s{sd}-d{k}"
-                x_tr.append(C.lorenz_bold(kernel, n_train, sd, a.seed + 1000 * k + int(round(sd * 1e4)))[0])
+                x_tr.append(
+                    C.lorenz_bold(kernel, n_train, sd, a.seed + 1000 * k + int(round(sd * 1e4)))[0]
+                )
                 sids.append(sid)
                 noise_of[sid] = sd
-        cfg = TrainingConfig(model="shPLRNN", latent_dim=3, hidden_dim=50, alpha=0.1,
-                             epochs=a.epochs, batches_per_epoch=a.batches,
-                             seq_len=200 if a.full else len(kernel) + 50, grad_clip=10.0,
-                             lr_end=a.lr_end,
-                             checkpoint_every=0)
-        fitted = fit_ensemble(x_tr, kernel, subject_ids=sids, n_restarts=a.restarts, config=cfg,
-                              seed=a.seed, device=device)
+        cfg = TrainingConfig(
+            model="shPLRNN",
+            latent_dim=3,
+            hidden_dim=50,
+            alpha=0.1,
+            epochs=a.epochs,
+            batches_per_epoch=a.batches,
+            seq_len=200 if a.full else len(kernel) + 50,
+            grad_clip=10.0,
+            lr_end=a.lr_end,
+            checkpoint_every=0,
+        )
+        fitted = fit_ensemble(
+            x_tr,
+            kernel,
+            subject_ids=sids,
+            n_restarts=a.restarts,
+            config=cfg,
+            seed=a.seed,
+            device=device,
+        )
         source = f"fitted here ({fitted.wall_time_s:.0f} s training)"
     _, d = C.latent_free_runs(fitted, x_tr, 2, n_traj=1)
     cl = int(np.flatnonzero(np.isfinite(d[:, 0, 0]))[0])
@@ -97,28 +116,60 @@ def main():
         v = lam[ok & (noise == sd)]
         keep = v[C.iqr_keep(v)]
         w = stats.wilcoxon(keep - true) if len(keep) > 1 else None
-        rows.append([f"{sd}", f"{len(v)}/{int((noise == sd).sum())}", C.med_iqr(v),
-                     f"{v.mean():.3g} ± {v.std(ddof=1):.3g}" if len(v) > 1 else "nan",
-                     f"{(v > 0).mean():.2f}" if len(v) else "nan",
-                     f"{np.mean(np.abs(v - true) < 0.2 * true):.2f}" if len(v) else "nan",
-                     f"{(np.median(keep) - true) / true:+.2f}" if len(keep) else "nan",
-                     f"{w.pvalue:.3g}" if w else "nan"])
+        rows.append(
+            [
+                f"{sd}",
+                f"{len(v)}/{int((noise == sd).sum())}",
+                C.med_iqr(v),
+                f"{v.mean():.3g} ± {v.std(ddof=1):.3g}" if len(v) > 1 else "nan",
+                f"{(v > 0).mean():.2f}" if len(v) else "nan",
+                f"{np.mean(np.abs(v - true) < 0.2 * true):.2f}" if len(v) else "nan",
+                f"{(np.median(keep) - true) / true:+.2f}" if len(keep) else "nan",
+                f"{w.pvalue:.3g}" if w else "nan",
+            ]
+        )
     body = (
         f"Models: {source}. True λ_max (recomputed, RK4 Benettin, 50 000 steps): {true:.3f} per "
         "time unit (spec: 0.906).\n\n"
-        + C.markdown_table(["noise σ", "models ok", "λ_max /time unit median [IQR]", "mean ± sd",
-                            "frac. > 0", "frac. within ±20 %", "rel. error of median (IQR-kept)",
-                            "Wilcoxon vs true p"], rows)
+        + C.markdown_table(
+            [
+                "noise σ",
+                "models ok",
+                "λ_max /time unit median [IQR]",
+                "mean ± sd",
+                "frac. > 0",
+                "frac. within ±20 %",
+                "rel. error of median (IQR-kept)",
+                "Wilcoxon vs true p",
+            ],
+            rows,
+        )
     )
     if not a.no_write:
-        C.write_section("lambda", "2. λ_max recovery (convSSM, Lorenz BOLD, TR 0.5 s, T = 1000)",
-                        body, device, dict(steps=a.steps, transient=a.steps // 10, n_initial=4,
-                                           refit=a.refit or not SAVED.exists(),
-                                           **({} if SAVED.exists() and not a.refit else
-                                              dict(datasets=a.datasets, restarts=a.restarts,
-                                                   epochs=a.epochs, batches=a.batches,
-                                                   lr_end=a.lr_end))),
-                        timer())
+        C.write_section(
+            "lambda",
+            "2. λ_max recovery (convSSM, Lorenz BOLD, TR 0.5 s, T = 1000)",
+            body,
+            device,
+            dict(
+                steps=a.steps,
+                transient=a.steps // 10,
+                n_initial=4,
+                refit=a.refit or not SAVED.exists(),
+                **(
+                    {}
+                    if SAVED.exists() and not a.refit
+                    else dict(
+                        datasets=a.datasets,
+                        restarts=a.restarts,
+                        epochs=a.epochs,
+                        batches=a.batches,
+                        lr_end=a.lr_end,
+                    )
+                ),
+            ),
+            timer(),
+        )
     else:
         print(body)
 

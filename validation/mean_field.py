@@ -1,7 +1,8 @@
 """A small whole-brain mean-field simulator: 16 coupled Wilson–Cowan E/I nodes (validation only).
 
 ``τ dE_i/dt = −E_i + S_E(c_EE E_i − c_EI I_i + G Σ_j C_ij E_j + P_i) + σ ξ``
-``τ dI_i/dt = −I_i + S_I(c_IE E_i − c_II I_i + Q)``,  ``S(x) = 1/(1 + e^{−a(x−θ)}) − 1/(1 + e^{aθ})``
+``τ dI_i/dt = −I_i + S_I(c_IE E_i − c_II I_i + Q)``,
+``S(x) = 1/(1 + e^{−a(x−θ)}) − 1/(1 + e^{aθ})``
 
 Classic oscillatory parameters (Wilson & Cowan 1972: c_EE 16, c_EI 12, c_IE 15, c_II 3,
 a_E 1.3, θ_E 4, a_I 2, θ_I 3.7, P ≈ 1.25) give a limit cycle per node; heterogeneous drives P_i
@@ -17,7 +18,9 @@ import numpy as np
 
 from dsr.synthetic import causal_convolve
 
-PARAMS = dict(c_ee=16.0, c_ei=12.0, c_ie=15.0, c_ii=3.0, a_e=1.3, th_e=4.0, a_i=2.0, th_i=3.7, q=0.0)
+PARAMS = dict(
+    c_ee=16.0, c_ei=12.0, c_ie=15.0, c_ii=3.0, a_e=1.3, th_e=4.0, a_i=2.0, th_i=3.7, q=0.0
+)
 
 
 def _sig(x, a, th):
@@ -41,7 +44,9 @@ def simulate_network(
     ``(n_sets, n_samples, n_regions)`` (the true latent) and the connectomes ``(n_sets, R, R)``."""
     p = PARAMS
     rng = np.random.default_rng(seed)
-    conn = rng.random((n_sets, n_regions, n_regions)) * (rng.random((n_sets, n_regions, n_regions)) < 0.3)
+    conn = rng.random((n_sets, n_regions, n_regions)) * (
+        rng.random((n_sets, n_regions, n_regions)) < 0.3
+    )
     conn[:, np.arange(n_regions), np.arange(n_regions)] = 0.0
     conn /= conn.sum(-1, keepdims=True).clip(1e-9)
     drive = rng.uniform(1.0, 1.6, (n_sets, n_regions))
@@ -64,7 +69,9 @@ def simulate_network(
     return out, conn
 
 
-def bold(latent: np.ndarray, kernel: np.ndarray, noise_sd: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def bold(
+    latent: np.ndarray, kernel: np.ndarray, noise_sd: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Standardised latent (T, R) -> z-scored causal HRF convolution + white noise; both cut to
     the samples with a full kernel history, time-aligned."""
     rng = np.random.default_rng(seed)

@@ -5,21 +5,21 @@ activity (16 dims) by the affine least-squares map from B⁺x^deconv (training p
 the test part with the GMM D_stsp (σ² = 1). Each method is ONE ensemble over data sets × restarts.
 Per data set the median over converged restarts; rank-sum (Mann–Whitney) and paired Wilcoxon tests.
 
-    python validation/mean_field_benchmark.py          # reduced: 10 sets x 2 restarts, 60 x 20 batches
+    python validation/mean_field_benchmark.py          # reduced: 10 sets x 2 restarts, 60x20
     python validation/mean_field_benchmark.py --full   # 1000 epochs, 10 restarts (GPU)
 """
 
 from __future__ import annotations
 
+import _common as C
 import numpy as np
 import pandas as pd
+from mean_field import bold, simulate_network
 from scipy import stats
 
-import _common as C
 from dsr.evaluation import SubjectData, evaluate_ensemble
 from dsr.kernels import spm_hrf
 from dsr.training import TrainingConfig, fit_ensemble, resolve_device
-from mean_field import bold, simulate_network
 
 TR = 0.5
 
@@ -59,14 +59,36 @@ def main():
     frames = []
     for name, dec in [("convSSM", "convolved"), ("standardSSM", "standard")]:
         cfg = TrainingConfig(
-            decoder=dec, alpha=0.1, hidden_dim=50, epochs=a.epochs, batches_per_epoch=a.batches,
-            seq_len=200 if a.full else h + 50, grad_clip=10.0, checkpoint_every=0, lr_end=a.lr_end,
+            decoder=dec,
+            alpha=0.1,
+            hidden_dim=50,
+            epochs=a.epochs,
+            batches_per_epoch=a.batches,
+            seq_len=200 if a.full else h + 50,
+            grad_clip=10.0,
+            checkpoint_every=0,
+            lr_end=a.lr_end,
         )
         k_fit = kernel if dec == "convolved" else np.ones(1)  # see lorenz_benchmark.py
-        fitted = fit_ensemble(x_tr, k_fit, subject_ids=sids, n_restarts=a.restarts, config=cfg,
-                              seed=a.seed, device=device)
-        ev = evaluate_ensemble(fitted, data, n_trajectories=10 if not a.full else 100,
-                               pe_steps=10, lyap_steps=2000, lyap_transient=200, tr_s=TR, seed=a.seed)
+        fitted = fit_ensemble(
+            x_tr,
+            k_fit,
+            subject_ids=sids,
+            n_restarts=a.restarts,
+            config=cfg,
+            seed=a.seed,
+            device=device,
+        )
+        ev = evaluate_ensemble(
+            fitted,
+            data,
+            n_trajectories=10 if not a.full else 100,
+            pe_steps=10,
+            lyap_steps=2000,
+            lyap_transient=200,
+            tr_s=TR,
+            seed=a.seed,
+        )
         t = ev.table
         t["dstsp_latent"] = C.latent_dstsp(fitted, x_tr, z_tr, z_te, n_traj=5 if not a.full else 20)
         t["method"], t["train_s"] = name, fitted.wall_time_s
@@ -75,35 +97,75 @@ def main():
     df = pd.concat(frames, ignore_index=True)
     df.to_csv(C.OUT / "mean_field_benchmark.tsv", sep="\t", index=False)
 
-    floor = [C.state_space_divergence(z_te[s], z_tr[s][-len(z_te[s]):][:, None])[0]
-             for s in range(a.sets)]
+    floor = [
+        C.state_space_divergence(z_te[s], z_tr[s][-len(z_te[s]) :][:, None])[0]
+        for s in range(a.sets)
+    ]
     per_set, rows = {}, []
     for name in ("convSSM", "standardSSM"):
         m = df[df.method == name]
         ok = (m.status == "ok") & np.isfinite(m.dstsp_latent)
         keep = ok & C.iqr_keep(m.dstsp_latent.where(ok))
         per_set[name] = m[keep].groupby("subject").dstsp_latent.median().reindex(sids)
-        rows.append([name, f"{int(keep.sum())}/{len(m)}", C.med_iqr(m.dstsp_latent[keep]),
-                     C.med_iqr(m.dstsp_test[keep]), C.med_iqr(m.dh_test[keep]),
-                     C.med_iqr(m.pe10_test[keep]), C.med_iqr(per_set[name])])
+        rows.append(
+            [
+                name,
+                f"{int(keep.sum())}/{len(m)}",
+                C.med_iqr(m.dstsp_latent[keep]),
+                C.med_iqr(m.dstsp_test[keep]),
+                C.med_iqr(m.dh_test[keep]),
+                C.med_iqr(m.pe10_test[keep]),
+                C.med_iqr(per_set[name]),
+            ]
+        )
     u, p = C.mannwhitney(per_set["convSSM"], per_set["standardSSM"])
     both = per_set["convSSM"].notna() & per_set["standardSSM"].notna()
-    w = stats.wilcoxon(per_set["convSSM"][both], per_set["standardSSM"][both]) if both.sum() > 1 else None
+    w = (
+        stats.wilcoxon(per_set["convSSM"][both], per_set["standardSSM"][both])
+        if both.sum() > 1
+        else None
+    )
     wins = int((per_set["convSSM"][both] < per_set["standardSSM"][both]).sum())
     body = (
-        C.markdown_table(["method", "converged", "D_stsp latent (models)", "D_stsp obs (GMM)",
-                          "D_H", "PE10 test", "D_stsp latent (per-set medians)"], rows)
+        C.markdown_table(
+            [
+                "method",
+                "converged",
+                "D_stsp latent (models)",
+                "D_stsp obs (GMM)",
+                "D_H",
+                "PE10 test",
+                "D_stsp latent (per-set medians)",
+            ],
+            rows,
+        )
         + f"\n\nFloor (true latent, training-half end vs test half of the same network, median "
-        f"over sets): {np.median(floor):.3g}.\n\nconvSSM better on {wins}/{int(both.sum())} data sets; rank-sum U = {u:.0f}, "
+        f"over sets): {np.median(floor):.3g}.\n\nconvSSM better on {wins}/{int(both.sum())} data "
+        f"sets; rank-sum U = {u:.0f}, "
         f"p = {p:.3g}; paired Wilcoxon p = {(w.pvalue if w else float('nan')):.3g}. "
         "Target (spec §6): convSSM beats the standard SSM in latent space."
     )
     if not a.no_write:
         C.write_section(
-            "meanfield", "3. Mean-field network (16 Wilson–Cowan regions, TR 0.5 s)", body, device,
-            dict(sets=a.sets, restarts=a.restarts, epochs=a.epochs, batches_per_epoch=a.batches,
-                 n_train=a.n_train, n_test=a.n_test, noise_sd=a.noise_sd, model="cshPLRNN M16 L50",
-                 tau_s=2.0, coupling=1.5, lr_end=a.lr_end, seq_len=200 if a.full else h + 50, grad_clip=10),
+            "meanfield",
+            "3. Mean-field network (16 Wilson–Cowan regions, TR 0.5 s)",
+            body,
+            device,
+            dict(
+                sets=a.sets,
+                restarts=a.restarts,
+                epochs=a.epochs,
+                batches_per_epoch=a.batches,
+                n_train=a.n_train,
+                n_test=a.n_test,
+                noise_sd=a.noise_sd,
+                model="cshPLRNN M16 L50",
+                tau_s=2.0,
+                coupling=1.5,
+                lr_end=a.lr_end,
+                seq_len=200 if a.full else h + 50,
+                grad_clip=10,
+            ),
             timer(),
         )
 
