@@ -206,7 +206,8 @@ HEADER = """# dsr validation results (reduced scale)
 
 Produced by the scripts in `validation/` (not run in CI). Each section below is rewritten by its
 script on every run, with the date, machine, settings and the command that produced it.
-Reduced-scale runs on a shared CPU are far from the paper's 1000 epochs; `--full` runs the paper's scale (GPU).
+Reduced-scale runs on a shared CPU are far from the paper's 1000 epochs; `--full` runs the
+paper's scale (GPU).
 Scaling benchmarks: see `benchmarks/README.md`.
 
 """
