@@ -109,7 +109,7 @@ def main():
     )
     ev = evaluate_ensemble(
         fitted,
-        dict(zip(sids, data)),
+        dict(zip(sids, data, strict=True)),
         n_trajectories=10 if not a.full else 100,
         tr_s=TR,
         lyap_steps=5000,
@@ -121,7 +121,7 @@ def main():
     sel = t[t.selected & np.isfinite(t.lambda_max_per_s)]
     lam = {s: g.lambda_max_per_s.to_numpy() for s, g in sel.groupby("subject") if len(g) >= 2}
     rows = []
-    for sid, tr_ in zip(sids, truth):
+    for sid, tr_ in zip(sids, truth, strict=True):
         g = t[t.subject == sid]
         v = lam.get(sid, np.array([]))
         rows.append(
@@ -153,7 +153,9 @@ def main():
         kw = stats.kruskal(*lam.values())
         an = stats.f_oneway(*lam.values())
         lv = log_variance_test(lam, np.random.default_rng(a.seed))
-        true = [tr_["lambda_max_per_second"] for tr_, s in zip(truth, sids) if s in lam]
+        true = [
+            tr_["lambda_max_per_second"] for tr_, s in zip(truth, sids, strict=True) if s in lam
+        ]
         sp = stats.spearmanr(true, [np.median(v) for v in lam.values()])
         body += (
             f"\n\nAcross subjects (selected models, {len(lam)} subjects): Kruskal–Wallis H = "

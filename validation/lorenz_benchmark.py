@@ -83,7 +83,9 @@ def run_condition(a, tr, device, timer):
     z_ref = [z[a.n_train : a.n_train + a.n_ref] for _, z in sets]  # test half and beyond
     sids = [f"s{sd}-d{k}" for sd, k in keys]
     test = slice(a.n_train, a.n_train + a.n_test)
-    data = {s: SubjectData(x[: a.n_train], x_test=x[test]) for s, (x, _) in zip(sids, sets)}
+    data = {
+        s: SubjectData(x[: a.n_train], x_test=x[test]) for s, (x, _) in zip(sids, sets, strict=True)
+    }
     frames = []
     for name in a.methods:
         m = METHODS[name]

@@ -54,7 +54,10 @@ def main():
     z_tr = [z[: a.n_train] for _, z in pairs]
     z_te = [z[a.n_train :] for _, z in pairs]
     sids = [f"set{s:02d}" for s in range(a.sets)]
-    data = {s: SubjectData(x[: a.n_train], x_test=x[a.n_train :]) for s, (x, _) in zip(sids, pairs)}
+    data = {
+        s: SubjectData(x[: a.n_train], x_test=x[a.n_train :])
+        for s, (x, _) in zip(sids, pairs, strict=True)
+    }
     print(f"[{timer():.0f}s] simulated {a.sets} networks", flush=True)
     frames = []
     for name, dec in [("convSSM", "convolved"), ("standardSSM", "standard")]:
