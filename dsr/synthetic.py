@@ -183,13 +183,15 @@ def _confounds_table(motion, wm, csf, gs, dvars, tr_s) -> pd.DataFrame:
 
 
 def _subject_signals(rho, n_volumes, tr_s, time_unit_s, mixing, noise_sd, seed):
-    """Latent (T, 3) and clean region signals (T, N): Lorenz -> mixing -> causal HRF -> z-score."""
+    """Latent (T, 3) and clean region signals (T, N): Lorenz -> mixing -> causal HRF -> keep the
+    band above fMRIPrep's 1/128 Hz cosine high-pass (as every analysis does) -> z-score."""
     hrf = spm_hrf(tr_s)
     warm = len(hrf) - 1
     latent = simulate_lorenz(n_volumes + warm, tr_s / time_unit_s, rho, seed=seed)
     regions = causal_convolve(latent @ mixing, hrf)[warm:]
-    regions = (regions - regions.mean(0)) / regions.std(0)
-    return latent[warm:], regions
+    basis = np.column_stack([np.ones(n_volumes), _cosines(n_volumes, tr_s)])
+    regions = regions - basis @ np.linalg.lstsq(basis, regions, rcond=None)[0]
+    return latent[warm:], regions / regions.std(0)
 
 
 def write_demo_cohort(
@@ -204,6 +206,7 @@ def write_demo_cohort(
     time_unit_s: float = 20.0,
     motion_strength: float = 0.6,
     noise_sd: float = 0.15,
+    drift_strength: float = 1.0,
     seed: int = 0,
     lyapunov_steps: int = 20_000,
 ) -> Path:
@@ -211,10 +214,13 @@ def write_demo_cohort(
 
     Subject s is Lorenz-63 with ρ_s evenly spaced over ``rho_range``, one Lorenz time unit lasting
     ``time_unit_s`` seconds, mixed into ``n_regions`` regions by a seeded (3, N) matrix, convolved
-    causally with ``spm_hrf(tr_s)``, z-scored (``ground_truth/sub-XX_regions.npy``), then written
-    voxel-wise as percent signal change on a ``grid``^3 4 mm grid with region noise (``noise_sd``),
-    voxel noise and a planted motion effect (spatial gradients times the six motion traces,
-    ``motion_strength`` relative to the signal). The confounds TSV holds those motion traces.
+    causally with ``spm_hrf(tr_s)``, restricted to the band above fMRIPrep's 1/128 Hz cosine
+    high-pass (the slow part is unrecoverable under any drift correction) and z-scored
+    (``ground_truth/sub-XX_regions.npy``), then written voxel-wise as percent signal change on a
+    ``grid``^3 4 mm grid with region noise (``noise_sd``), voxel noise, a planted motion effect
+    (spatial gradients times the six motion traces, ``motion_strength`` relative to the signal) and
+    slow scanner drift in the cosine band (``drift_strength``). The confounds TSV holds those motion
+    traces and the cosine regressors, so the default confound strategy removes both.
     """
     check_positive("n_subjects", n_subjects, integer=True)
     check_positive("n_volumes", n_volumes, integer=True)
@@ -257,6 +263,9 @@ def write_demo_cohort(
         signal = regions + noise_sd * rng.normal(0, 1, regions.shape)  # (T, N)
         vox = signal[:, labels[brain] - 1]  # (T, V)
         vox += motion_strength / np.sqrt(6) * mz @ gradients.T + 0.5 * rng.normal(0, 1, vox.shape)
+        cos = _cosines(n_volumes, tr_s) * np.sqrt(n_volumes / 2)  # unit-amplitude cosines (T, K)
+        drift = cos @ rng.normal(0, 1, cos.shape[1]) / np.sqrt(cos.shape[1])  # (T,)
+        vox += drift_strength * drift[:, None] * (1 + coords[:, 0])  # spatially smooth loading
         bold_vox = base * (1 + 0.01 * vox)
         data = np.zeros((grid, grid, grid, n_volumes), np.float32)
         data[brain] = bold_vox.T
