@@ -58,6 +58,15 @@ def base_parser(doc: str) -> argparse.ArgumentParser:
     return p
 
 
+def fill_scaled(args, scales: dict[str, tuple]) -> argparse.Namespace:
+    """Give every option left at ``None`` its paper-scale value (``--full``) or reduced value:
+    ``scales`` maps option name -> (full, reduced)."""
+    for key, (full, reduced) in scales.items():
+        if getattr(args, key) is None:
+            setattr(args, key, full if args.full else reduced)
+    return args
+
+
 def setup(args) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)

@@ -43,13 +43,10 @@ def parse():
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batches", type=int, default=None)
     p.add_argument("--volumes", type=int, default=500)
-    a = p.parse_args()
-    for k, (full, red) in dict(
-        subjects=(20, 6), restarts=(20, 10), epochs=(1000, 60), batches=(50, 20)
-    ).items():
-        if getattr(a, k) is None:
-            setattr(a, k, full if a.full else red)
-    return a
+    return C.fill_scaled(
+        p.parse_args(),
+        dict(subjects=(20, 6), restarts=(20, 10), epochs=(1000, 60), batches=(50, 20)),
+    )
 
 
 def log_variance_test(lam: dict, rng) -> dict:

@@ -56,13 +56,15 @@ def parse():
         default=None,
         help="length of the true-latent reference orbit for latent D_stsp",
     )
-    a = p.parse_args()
-    full = dict(datasets=10, restarts=10, epochs=1000, batches=50, trajectories=100, n_ref=100_000)
-    red = dict(datasets=3, restarts=3, epochs=60, batches=20, trajectories=10, n_ref=20_000)
-    for k, v in (full if a.full else red).items():
-        if getattr(a, k) is None:
-            setattr(a, k, v)
-    return a
+    scales = dict(
+        datasets=(10, 3),
+        restarts=(10, 3),
+        epochs=(1000, 60),
+        batches=(50, 20),
+        trajectories=(100, 10),
+        n_ref=(100_000, 20_000),
+    )
+    return C.fill_scaled(p.parse_args(), scales)
 
 
 def run_condition(a, tr, device, timer):

@@ -39,13 +39,10 @@ def parse():
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batches", type=int, default=None)
     p.add_argument("--steps", type=int, default=20_000)
-    a = p.parse_args()
-    for k, (full, red) in dict(
-        datasets=(10, 3), restarts=(10, 3), epochs=(1000, 30), batches=(50, 20)
-    ).items():
-        if getattr(a, k) is None:
-            setattr(a, k, full if a.full else red)
-    return a
+    return C.fill_scaled(
+        p.parse_args(),
+        dict(datasets=(10, 3), restarts=(10, 3), epochs=(1000, 30), batches=(50, 20)),
+    )
 
 
 def main():

@@ -33,11 +33,9 @@ def parse():
     p.add_argument("--n-train", type=int, default=1000)
     p.add_argument("--n-test", type=int, default=500)
     p.add_argument("--noise-sd", type=float, default=0.1)
-    a = p.parse_args()
-    for k, (full, red) in dict(restarts=(10, 2), epochs=(1000, 60), batches=(50, 20)).items():
-        if getattr(a, k) is None:
-            setattr(a, k, full if a.full else red)
-    return a
+    return C.fill_scaled(
+        p.parse_args(), dict(restarts=(10, 2), epochs=(1000, 60), batches=(50, 20))
+    )
 
 
 def main():
