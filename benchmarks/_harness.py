@@ -10,10 +10,12 @@ import time
 import numpy as np
 import torch
 
+from dsr.gtf import gtf_loss
 from dsr.kernels import make_kernel
 from dsr.models import make_model
 from dsr.observation import make_decoder
-from dsr.training import TrainingConfig, gtf_loss, prepare_cohort, sample_windows
+from dsr.training import TrainingConfig
+from dsr.windows import prepare_cohort, sample_windows
 
 LEMON = dict(n_obs=16, latent_dim=16, hidden_dim=50, seq_len=200, batch_size=16, tr_s=1.4)
 

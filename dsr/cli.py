@@ -58,8 +58,9 @@ def _load_series(path: Path, zscore: bool) -> np.ndarray:
 
 
 def _run_fit(args: argparse.Namespace) -> None:
+    from dsr.ensemble import save_ensemble
     from dsr.io import load_array
-    from dsr.training import TrainingConfig, fit_ensemble, save_ensemble
+    from dsr.training import TrainingConfig, fit_ensemble
 
     x = _load_series(args.data, zscore=not args.no_zscore)
     r = load_array(args.confounds) if args.confounds else None

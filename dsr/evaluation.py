@@ -24,7 +24,7 @@ from dsr.dynamics import kaplan_yorke_dimension, lyapunov_spectrum, per_second
 from dsr.ensemble import load_ensemble
 from dsr.errors import DsrInputError
 from dsr.metrics import power_spectrum_error, prediction_error, state_space_divergence
-from dsr.training import pad_stack
+from dsr.windows import pad_stack
 
 
 @dataclasses.dataclass

@@ -181,7 +181,8 @@ def run_fit(
     (``model.pt``, ``fit.json``, ``loss.tsv``). All subjects need the same N and sampling unit.
     """
     from dsr.cli import write_fit_outputs
-    from dsr.training import TrainingConfig, fit_ensemble, save_ensemble
+    from dsr.ensemble import save_ensemble
+    from dsr.training import TrainingConfig, fit_ensemble
 
     torch.set_num_threads(max(1, int(threads)))
     loaded = [load_extraction(d) for d in extract_dirs]

@@ -16,21 +16,18 @@ import torch
 
 from dsr._validation import (
     check_choice,
-    check_confounds,
     check_kernel,
     check_positive,
-    check_timeseries,
 )
 from dsr.checkpoint import load_checkpoint, save_checkpoint
-from dsr.deconvolution import edge_samples, wiener_deconvolve
-from dsr.ensemble import FittedEnsemble, load_ensemble, save_ensemble  # noqa: F401 (re-export)
+from dsr.ensemble import FittedEnsemble
 from dsr.errors import DsrInputError
-from dsr.models import MODELS, _tune_allocator, make_model
+from dsr.gtf import gtf_loss
+from dsr.models import MODELS, make_model
 from dsr.observation import DECODERS, make_decoder
+from dsr.windows import prepare_cohort, sample_windows
 
 log = logging.getLogger(__name__)
-
-SPARSE_FORCING_INTERVAL = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,169 +85,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise DsrInputError(
             f"'device' must be 'auto', 'cpu' or 'cuda[:i]'; got {device!r}"
         ) from exc
-
-
-@dataclasses.dataclass
-class _Cohort:
-    """Stacked subject data on the device, NaN-padded to the longest series (time on axis 0)."""
-
-    x: torch.Tensor  # (T, S, N)
-    x_deconv: torch.Tensor  # (T, S, N)
-    r: torch.Tensor | None  # (T, S, P)
-    r_deconv: torch.Tensor | None  # (T, S, P)
-    start_lo: torch.Tensor  # (S,) first valid window start (0-based)
-    start_hi: torch.Tensor  # (S,) last valid window start
-
-
-def pad_stack(arrays: list[np.ndarray], n_time: int) -> np.ndarray:
-    """Per-subject ``(T_s, F)`` arrays -> ``(n_time, S, F)``, NaN after each subject's end."""
-    out = np.full((n_time, len(arrays), arrays[0].shape[1]), np.nan)
-    for s, a in enumerate(arrays):
-        out[: len(a), s] = a
-    return out
-
-
-def prepare_cohort(data, confounds, kernel, config, subject_ids, device, dtype) -> _Cohort:
-    """Validate subject series, deconvolve them once and stack them on ``device``."""
-    h = len(kernel)
-    n_left = edge_samples(config.cut_left, h)
-    need = max(config.seq_len + 1 + n_left, h)
-    xs = [
-        check_timeseries(x, name=f"subject {sid!r}", min_length=need, allow_nan=True)
-        for x, sid in zip(data, subject_ids, strict=True)
-    ]
-    if len({x.shape[1] for x in xs}) > 1:
-        shapes = {sid: x.shape for sid, x in zip(subject_ids, xs, strict=True)}
-        raise DsrInputError(
-            f"subjects in one ensemble need the same number of regions; got {shapes}"
-        )
-    if config.seq_len < h:
-        raise DsrInputError(
-            f"'seq_len' ({config.seq_len}) must be at least the kernel length ({h})"
-        )
-    deconv = dict(
-        kernel=kernel,
-        noise_floor=config.noise_floor,
-        cut_left=config.cut_left,
-        cut_right=config.cut_right,
-    )
-    x_dec = [wiener_deconvolve(np.nan_to_num(x), **deconv) for x in xs]
-    rs = rs_dec = None
-    if confounds is not None:
-        rs = [
-            check_confounds(r, len(x), name=f"confounds of subject {sid!r}")
-            for r, x, sid in zip(confounds, xs, subject_ids, strict=True)
-        ]
-        if len({r.shape[1] for r in rs}) > 1:
-            raise DsrInputError("all subjects need the same number of confound columns")
-        rs_dec = [wiener_deconvolve(r, **deconv) for r in rs]
-    n_time = max(len(x) for x in xs)
-    n_right = edge_samples(config.cut_right, h)
-    lengths = np.array([len(x) for x in xs])
-    hi = np.minimum(lengths - config.seq_len - 1, lengths - n_right - 1)
-
-    def tensor(arrs):
-        return (
-            None
-            if arrs is None
-            else torch.as_tensor(pad_stack(arrs, n_time), dtype=dtype, device=device)
-        )
-
-    return _Cohort(
-        tensor(xs),
-        tensor(x_dec),
-        tensor(rs),
-        tensor(rs_dec),
-        torch.full((len(xs),), n_left, device=device),
-        torch.as_tensor(hi, device=device),
-    )
-
-
-def sample_windows(
-    cohort: _Cohort,
-    model_subject: torch.Tensor,
-    batch_size: int,
-    seq_len: int,
-    generator: torch.Generator,
-):
-    """Random training windows of ``seq_len + 1`` samples, one set per model.
-
-    Returns
-    -------
-    tuple of tensors ``(seq_len + 1, E, batch_size, ·)``: x, x_deconv, r, r_deconv (r's may be None).
-    """
-    lo, hi = cohort.start_lo[model_subject], cohort.start_hi[model_subject]  # (E,)
-    u = torch.rand((len(model_subject), batch_size), generator=generator, device=lo.device)
-    starts = lo[:, None] + (u * (hi - lo + 1)[:, None]).long()  # (E, Bt)
-    time = starts[None] + torch.arange(seq_len + 1, device=lo.device)[:, None, None]
-    # one row gather of the flattened (time * subject, ·) array (measured ~2.5x faster on CPU than
-    # advanced indexing with broadcast (time, subject) index tensors; same values)
-    rows = (time * cohort.x.shape[1] + model_subject[None, :, None]).flatten()
-    shape = (seq_len + 1, len(model_subject), batch_size)
-    return tuple(
-        None if a is None else a.flatten(0, 1).index_select(0, rows).view(*shape, a.shape[-1])
-        for a in (cohort.x, cohort.x_deconv, cohort.r, cohort.r_deconv)
-    )
-
-
-def _finite_float(a: torch.Tensor) -> torch.Tensor:
-    """1.0 where ``a`` is finite, 0.0 where NaN/±inf, in ``a``'s dtype (float-only ops: the bool
-    path of ``torch.isfinite(a).to(dtype)`` was measured several times slower on CPU)."""
-    return a.mul(0.0).add_(1.0).nan_to_num_(0.0, 0.0, 0.0)
-
-
-def _forcing_weights(d: torch.Tensor, alpha: float, sparse: bool) -> torch.Tensor:
-    """GTF weight per time and latent ``(T, E, B, D)``: alpha where d is finite, 0 elsewhere."""
-    w = _finite_float(d).mul_(alpha)
-    if sparse:  # alpha = 1 with N < M: force only every SPARSE_FORCING_INTERVAL steps
-        keep = torch.arange(d.shape[0], device=d.device) % SPARSE_FORCING_INTERVAL == 0
-        w = w * keep.to(d.dtype)[:, None, None, None]
-    return w
-
-
-def gtf_rollout(model, decoder, x_deconv, r_deconv, alpha: float) -> torch.Tensor:
-    """Teacher-forced rollout over a window; returns the un-forced predictions ``(T-1, E, B, M)``.
-
-    ``ẑ_t = F(z̃_{t-1})``, ``z̃_t = (1 − α) ẑ_t + α d_t`` on the first D latents where d_t is
-    finite, ``z̃_1`` = the decoder's initial state from ``x^deconv_1`` (no gradient through d).
-    """
-    d = decoder.forcing(x_deconv, r_deconv)
-    n_forced = decoder.forced_dims
-    sparse = alpha == 1.0 and decoder.obs_dim < model.latent_dim
-    weight = _forcing_weights(d, alpha, sparse)
-    target = torch.nan_to_num(d, 0.0, 0.0, 0.0).mul_(weight)  # α d_t, 0 where not forced
-    keep = torch.sub(1.0, weight)
-    z = decoder.initial_state(x_deconv[0], None if r_deconv is None else r_deconv[0])
-    return model.forced_rollout(z, keep[1:], target[1:, ..., :n_forced])
-
-
-def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-model MSE over time, batch and dims, ignoring NaN targets: ``(T, E, B, N) -> (E,)``.
-
-    A non-finite prediction at a valid target makes that model's loss non-finite (divergence).
-    """
-    mask = _finite_float(target)
-    diff = (pred - torch.nan_to_num(target, 0.0, 0.0, 0.0)) * mask
-    return (diff * diff).sum(dim=(0, 2, 3)) / mask.sum(dim=(0, 2, 3)).clamp(min=1)
-
-
-def gtf_loss(model, decoder, window, alpha: float, noise_sd: float, generator) -> torch.Tensor:
-    """Per-model GTF training loss ``(E,)`` on one batch of windows (noise-augmented)."""
-    _tune_allocator()
-    x, x_deconv, r, r_deconv = window
-    x = x[decoder.kernel_length :]  # the only samples the loss sees
-    if noise_sd > 0:  # noise drawn only where it is used, added in place into the noise buffer
-        x = _add_noise(x, noise_sd, generator)
-        x_deconv = _add_noise(x_deconv, noise_sd, generator)
-    z_hat = gtf_rollout(model, decoder, x_deconv, r_deconv, alpha)
-    x_hat = decoder.decode(z_hat, None if r is None else r[1:])
-    return masked_mse(x_hat, x)
-
-
-def _add_noise(a: torch.Tensor, sd: float, generator) -> torch.Tensor:
-    """``a + sd * N(0, 1)`` as a new tensor (one buffer, no temporaries)."""
-    noise = torch.randn(a.shape, generator=generator, device=a.device, dtype=a.dtype)
-    return torch.add(a, noise, alpha=sd, out=noise)
 
 
 def _clip_per_model(params: list[torch.Tensor], max_norm: float) -> None:
@@ -342,6 +176,49 @@ def fit_ensemble(
     -------
     FittedEnsemble
     """
+    kernel, subject_ids = _check_fit_inputs(
+        data, kernel, confounds, subject_ids, n_restarts, config
+    )
+    device = resolve_device(device)
+    t_start = time.perf_counter()
+    state = _TrainState.new(config, data, kernel, confounds, n_restarts, seed, device)
+    decoder = state.decoder
+    eff_kernel = np.asarray(kernel, dtype=np.float64) if decoder.kernel_length > 1 else np.ones(1)
+    cohort = prepare_cohort(data, confounds, eff_kernel, config, subject_ids, device, torch.float32)
+    model_subject = torch.arange(len(data), device=device).repeat_interleave(n_restarts)
+    fingerprint = _fingerprint(config, seed, subject_ids, data)
+    state.resume(checkpoint_dir, device, fingerprint)
+    progress = _Progress(config.epochs, state.epoch)
+    while state.epoch < config.epochs:
+        epoch_loss = state.train_epoch(cohort, model_subject, config)
+        progress.update(state.epoch - 1, epoch_loss, state.failed)
+        every = config.checkpoint_every
+        if (
+            checkpoint_dir is not None
+            and every
+            and (state.epoch % every == 0 or state.epoch == config.epochs)
+        ):
+            save_checkpoint(checkpoint_dir, {"fingerprint": fingerprint, **state.state_dict()})
+    hist = state.history.numpy()
+    final = np.array([h[np.isfinite(h)][-1] if np.isfinite(h).any() else np.nan for h in hist.T])
+    return FittedEnsemble(
+        model=state.model,
+        decoder=decoder,
+        subject_ids=subject_ids,
+        model_subject=model_subject.cpu().numpy(),
+        model_restart=np.tile(np.arange(n_restarts), len(data)),
+        status=["diverged" if f else "ok" for f in state.failed.cpu().numpy()],
+        final_loss=final,
+        loss_history=hist,
+        config={**dataclasses.asdict(config), "seed": seed},
+        kernel=eff_kernel,  # the kernel the decoder really uses ([1] for "standard")
+        wall_time_s=time.perf_counter() - t_start,
+        device=str(device),
+    )
+
+
+def _check_fit_inputs(data, kernel, confounds, subject_ids, n_restarts, config):
+    """Boundary checks of :func:`fit_ensemble`; returns the checked kernel and subject ids."""
     check_positive("n_restarts", n_restarts, integer=True)
     if isinstance(data, np.ndarray) and data.ndim == 2:
         raise DsrInputError(
@@ -358,98 +235,118 @@ def fit_ensemble(
     subject_ids = list(subject_ids or [f"sub-{i + 1:02d}" for i in range(len(data))])
     if len(set(subject_ids)) != len(subject_ids) or len(subject_ids) != len(data):
         raise DsrInputError(f"subject ids must be unique, one per series; got {subject_ids}")
-    device = resolve_device(device)
-    t_start = time.perf_counter()
-    n_obs = np.asarray(data[0]).shape[-1] if np.asarray(data[0]).ndim == 2 else 1
-    n_latent = config.latent_dim or n_obs
-    n_conf = 0 if confounds is None else np.atleast_2d(np.asarray(confounds[0]).T).shape[0]
-    n_models = len(data) * n_restarts
-    init = torch.Generator().manual_seed(seed)
-    model = make_model(config.model, n_models, n_latent, config.hidden_dim, generator=init)
-    decoder = make_decoder(
-        config.decoder, n_models, n_obs, n_latent, kernel, n_conf, generator=init
-    )
-    model.to(device)
-    decoder.to(device)
-    eff_kernel = np.asarray(kernel, dtype=np.float64) if decoder.kernel_length > 1 else np.ones(1)
-    cohort = prepare_cohort(data, confounds, eff_kernel, config, subject_ids, device, torch.float32)
-    model_subject = torch.arange(len(data), device=device).repeat_interleave(n_restarts)
-    params = [*model.parameters(), *decoder.parameters()]
-    optimizer = torch.optim.RAdam(params, lr=config.lr_start)
-    gamma = (config.lr_end / config.lr_start) ** (1.0 / config.epochs)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma)
-    rng = torch.Generator(device).manual_seed(seed + 1)
-    history = torch.full((config.epochs, n_models), float("nan"), dtype=torch.float64)
-    failed = torch.zeros(n_models, dtype=torch.bool, device=device)
-    snapshot = [p.detach().clone() for p in params]
-    fingerprint = _fingerprint(config, seed, subject_ids, data)
-    start_epoch = _resume(
-        checkpoint_dir,
-        device,
-        fingerprint,
-        model,
-        decoder,
-        optimizer,
-        scheduler,
-        rng,
-        history,
-        failed,
-        snapshot,
-    )
-    progress = _Progress(config.epochs, start_epoch)
-    for epoch in range(start_epoch, config.epochs):
-        epoch_loss = torch.zeros(n_models, device=device, dtype=torch.float64)
+    return kernel, subject_ids
+
+
+@dataclasses.dataclass
+class _TrainState:
+    """Everything training changes: checkpointed as one dict and restored from it.
+
+    ``history`` (epochs, E) holds per-model epoch losses (NaN once failed), ``failed`` (E,) the
+    divergence flags, ``snapshot`` the last finite parameters of every model.
+    """
+
+    model: torch.nn.Module
+    decoder: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    rng: torch.Generator
+    history: torch.Tensor
+    failed: torch.Tensor
+    snapshot: list[torch.Tensor]
+    epoch: int = 0
+
+    @classmethod
+    def new(cls, config, data, kernel, confounds, n_restarts, seed, device) -> _TrainState:
+        """Fresh models (seeded on the CPU), RAdam with exponential decay, device generator."""
+        n_obs = np.asarray(data[0]).shape[-1] if np.asarray(data[0]).ndim == 2 else 1
+        n_latent = config.latent_dim or n_obs
+        n_conf = 0 if confounds is None else np.atleast_2d(np.asarray(confounds[0]).T).shape[0]
+        n_models = len(data) * n_restarts
+        init = torch.Generator().manual_seed(seed)
+        model = make_model(config.model, n_models, n_latent, config.hidden_dim, generator=init)
+        decoder = make_decoder(
+            config.decoder, n_models, n_obs, n_latent, kernel, n_conf, generator=init
+        )
+        model.to(device)
+        decoder.to(device)
+        params = [*model.parameters(), *decoder.parameters()]
+        optimizer = torch.optim.RAdam(params, lr=config.lr_start)
+        gamma = (config.lr_end / config.lr_start) ** (1.0 / config.epochs)
+        return cls(
+            model=model,
+            decoder=decoder,
+            optimizer=optimizer,
+            scheduler=torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma),
+            rng=torch.Generator(device).manual_seed(seed + 1),
+            history=torch.full((config.epochs, n_models), float("nan"), dtype=torch.float64),
+            failed=torch.zeros(n_models, dtype=torch.bool, device=device),
+            snapshot=[p.detach().clone() for p in params],
+        )
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return [*self.model.parameters(), *self.decoder.parameters()]
+
+    def train_epoch(self, cohort, model_subject, config) -> torch.Tensor:
+        """One epoch of GTF batches; flags diverged models; returns the mean losses (E,)."""
+        params = self.params
+        epoch_loss = torch.zeros(len(self.failed), device=self.failed.device, dtype=torch.float64)
         for _ in range(config.batches_per_epoch):
-            window = sample_windows(cohort, model_subject, config.batch_size, config.seq_len, rng)
-            loss = gtf_loss(model, decoder, window, config.alpha, config.noise_sd, rng)
-            optimizer.zero_grad(set_to_none=True)
+            window = sample_windows(
+                cohort, model_subject, config.batch_size, config.seq_len, self.rng
+            )
+            loss = gtf_loss(
+                self.model, self.decoder, window, config.alpha, config.noise_sd, self.rng
+            )
+            self.optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()  # models are independent: each gets its own gradient
             if config.grad_clip:
                 _clip_per_model(params, config.grad_clip)
-            optimizer.step()
+            self.optimizer.step()
             epoch_loss += loss.detach()
-        scheduler.step()
+        self.scheduler.step()
         epoch_loss /= config.batches_per_epoch
-        _flag_and_restore(params, snapshot, failed, epoch_loss, epoch)
-        history[epoch] = torch.where(failed, torch.nan, epoch_loss).cpu()
-        progress.update(epoch, epoch_loss, failed)
-        if (
-            checkpoint_dir is not None
-            and config.checkpoint_every
-            and ((epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs)
-        ):
-            save_checkpoint(
+        _flag_and_restore(params, self.snapshot, self.failed, epoch_loss, self.epoch)
+        self.history[self.epoch] = torch.where(self.failed, torch.nan, epoch_loss).cpu()
+        self.epoch += 1
+        return epoch_loss
+
+    def state_dict(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "decoder": self.decoder.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": self.rng.get_state(),
+            "history": self.history,
+            "failed": self.failed,
+            "snapshot": self.snapshot,
+        }
+
+    def resume(self, checkpoint_dir, device, fingerprint) -> None:
+        """Restore from ``checkpoint_dir`` if it holds a checkpoint of this very fit."""
+        saved = load_checkpoint(checkpoint_dir, device)
+        if saved is None:
+            return
+        if saved["fingerprint"] != fingerprint:
+            log.warning(
+                "checkpoint in %s belongs to another configuration or data; starting afresh",
                 checkpoint_dir,
-                {
-                    "fingerprint": fingerprint,
-                    "epoch": epoch + 1,
-                    "model": model.state_dict(),
-                    "decoder": decoder.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": rng.get_state(),
-                    "history": history,
-                    "failed": failed,
-                    "snapshot": snapshot,
-                },
             )
-    hist = history.numpy()
-    failed_np = failed.cpu().numpy()
-    final = np.array([h[np.isfinite(h)][-1] if np.isfinite(h).any() else np.nan for h in hist.T])
-    return FittedEnsemble(
-        model=model,
-        decoder=decoder,
-        subject_ids=subject_ids,
-        model_subject=model_subject.cpu().numpy(),
-        model_restart=np.tile(np.arange(n_restarts), len(data)),
-        status=["diverged" if f else "ok" for f in failed_np],
-        final_loss=final,
-        loss_history=hist,
-        config={**dataclasses.asdict(config), "seed": seed},
-        kernel=eff_kernel,  # the kernel the decoder really uses ([1] for "standard")
-        wall_time_s=time.perf_counter() - t_start,
-        device=str(device),
-    )
+            return
+        self.model.load_state_dict(saved["model"])
+        self.decoder.load_state_dict(saved["decoder"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.rng.set_state(saved["rng"].cpu())
+        self.history.copy_(saved["history"])
+        self.failed.copy_(saved["failed"])
+        for s, value in zip(self.snapshot, saved["snapshot"], strict=True):
+            s.copy_(value)
+        self.epoch = saved["epoch"]
+        log.info("resumed from %s at epoch %d", checkpoint_dir, self.epoch)
 
 
 @torch.no_grad()
@@ -468,39 +365,3 @@ def _flag_and_restore(params, snapshot, failed, epoch_loss, epoch) -> None:
     for p, s in zip(params, snapshot, strict=True):
         p[failed] = s[failed]
         s[~failed] = p[~failed]
-
-
-def _resume(
-    checkpoint_dir,
-    device,
-    fingerprint,
-    model,
-    decoder,
-    optimizer,
-    scheduler,
-    rng,
-    history,
-    failed,
-    snapshot,
-) -> int:
-    """Restore training state from ``checkpoint_dir`` in place; return the epoch to start from."""
-    state = load_checkpoint(checkpoint_dir, device)
-    if state is None:
-        return 0
-    if state["fingerprint"] != fingerprint:
-        log.warning(
-            "checkpoint in %s belongs to another configuration or data; starting afresh",
-            checkpoint_dir,
-        )
-        return 0
-    model.load_state_dict(state["model"])
-    decoder.load_state_dict(state["decoder"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    rng.set_state(state["rng"].cpu())
-    history.copy_(state["history"])
-    failed.copy_(state["failed"])
-    for s, saved in zip(snapshot, state["snapshot"], strict=True):
-        s.copy_(saved)
-    log.info("resumed from %s at epoch %d", checkpoint_dir, state["epoch"])
-    return state["epoch"]

@@ -6,18 +6,13 @@ import torch
 
 from dsr.deconvolution import edge_samples, wiener_deconvolve
 from dsr.dynamics import max_lyapunov_exponent
+from dsr.ensemble import load_ensemble, save_ensemble
 from dsr.errors import DsrInputError
 from dsr.examples import limit_cycle_plrnn, simulate_convolved, simulate_latent
+from dsr.gtf import gtf_rollout, masked_mse
 from dsr.kernels import spm_hrf
 from dsr.metrics import prediction_error
-from dsr.training import (
-    TrainingConfig,
-    fit_ensemble,
-    gtf_rollout,
-    load_ensemble,
-    masked_mse,
-    save_ensemble,
-)
+from dsr.training import TrainingConfig, fit_ensemble
 
 KERNEL = spm_hrf(0.5)  # 65 samples
 TINY = TrainingConfig(
