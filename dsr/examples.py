@@ -1,8 +1,8 @@
-"""Known-answer example systems for tests, benchmarks and the quick-start.
+"""Known-answer example systems for tests, benchmarks, validation and the demo cohort.
 
 ``limit_cycle_plrnn`` is a 3-D cshPLRNN (hidden 10) with a stable limit cycle of period ≈ 49 steps
-(λ_max ≈ 0, found by a seeded search); ``simulate_convolved`` pushes a latent trajectory through a
-kernel and adds observation noise.
+(λ_max ≈ 0, found by a seeded search); ``simulate_convolved`` pushes a latent trajectory (of it, or
+of Lorenz-63 from :mod:`dsr.lorenz`) through a kernel and adds observation noise.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dsr.kernels import causal_convolve
 from dsr.models import ClippedShallowPLRNN, make_model
 
 
@@ -50,6 +51,6 @@ def simulate_convolved(
     z = (latent - latent.mean(0)) / latent.std(0)
     if n_obs is not None:
         z = z @ rng.standard_normal((z.shape[1], n_obs)) / np.sqrt(z.shape[1])
-    x = np.stack([np.convolve(col, kernel, mode="valid") for col in z.T], axis=1)
+    x = causal_convolve(z, kernel)[len(kernel) - 1 :]
     x = (x - x.mean(0)) / x.std(0)
     return x + noise_sd * rng.standard_normal(x.shape)

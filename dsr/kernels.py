@@ -69,6 +69,14 @@ def identity_kernel() -> np.ndarray:
     return np.ones(1)
 
 
+def causal_convolve(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """``y_t = Σ_k kernel[k] x_{t-k}`` along axis 0, zero history; (T, N) -> (T, N)."""
+    out = np.zeros_like(x, dtype=np.float64)
+    for k, w in enumerate(kernel):
+        out[k:] += w * x[: x.shape[0] - k]
+    return out
+
+
 KERNELS = {
     "hrf": spm_hrf,
     "calcium": calcium_kernel,

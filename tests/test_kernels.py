@@ -61,3 +61,14 @@ def test_kernel_errors(call, match):
 def test_registry_names():
     assert {"hrf", "calcium", "file"} <= set(KERNELS)
     np.testing.assert_allclose(make_kernel("hrf", tr_s=2.0), spm_hrf(2.0))
+
+
+def test_causal_convolve_matches_numpy():
+    from dsr.kernels import causal_convolve
+
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    kernel = spm_hrf(2.0)
+    y = causal_convolve(x, kernel)
+    assert y.shape == x.shape
+    for i in range(3):
+        np.testing.assert_allclose(y[:, i], np.convolve(x[:, i], kernel)[:40], atol=1e-12)

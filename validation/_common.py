@@ -30,8 +30,8 @@ from scipy import stats
 
 from dsr.deconvolution import edge_samples, wiener_deconvolve
 from dsr.examples import simulate_convolved
+from dsr.lorenz import simulate_lorenz
 from dsr.metrics import state_space_divergence
-from dsr.synthetic import simulate_lorenz
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"

@@ -23,7 +23,7 @@ from scipy import stats
 from dsr.dynamics import lyapunov_spectrum
 from dsr.ensemble import load_ensemble
 from dsr.kernels import spm_hrf
-from dsr.synthetic import lyapunov_max_lorenz
+from dsr.lorenz import lyapunov_max_lorenz
 from dsr.training import TrainingConfig, fit_ensemble, resolve_device
 
 TR = 0.5
