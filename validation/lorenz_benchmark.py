@@ -103,12 +103,9 @@ def run_condition(a, tr, device, timer):
             checkpoint_every=0,
             **m,
         )
-        # standard SSM: pass the trivial kernel so that evaluation deconvolves consistently with
-        # training (evaluate_ensemble uses fitted.kernel even for the standard decoder)
-        k_fit = kernel if m["decoder"] == "convolved" else np.ones(1)
-        fitted = fit_ensemble(
+        fitted = fit_ensemble(  # the standard SSM keeps (and is evaluated with) the kernel [1]
             x_tr,
-            k_fit,
+            kernel,
             subject_ids=sids,
             n_restarts=a.restarts,
             config=cfg,

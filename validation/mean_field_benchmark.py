@@ -70,10 +70,9 @@ def main():
             checkpoint_every=0,
             lr_end=a.lr_end,
         )
-        k_fit = kernel if dec == "convolved" else np.ones(1)  # see lorenz_benchmark.py
         fitted = fit_ensemble(
             x_tr,
-            k_fit,
+            kernel,
             subject_ids=sids,
             n_restarts=a.restarts,
             config=cfg,
