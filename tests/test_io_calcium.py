@@ -44,9 +44,13 @@ def test_nwb_roi_response_series(tmp_path):
 
     from pynwb.ophys import ImageSegmentation, OpticalChannel, RoiResponseSeries
 
-    nwb = pynwb.NWBFile("demo", "id", datetime(2024, 1, 1, tzinfo=timezone.utc))
+    nwb = pynwb.NWBFile(
+        session_description="demo",
+        identifier="id",
+        session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc),
+    )
     dev = nwb.create_device("scope")
-    chan = OpticalChannel("ch", "green", 500.0)
+    chan = OpticalChannel(name="ch", description="green", emission_lambda=500.0)
     plane = nwb.create_imaging_plane(
         name="plane",
         optical_channel=chan,
@@ -57,7 +61,7 @@ def test_nwb_roi_response_series(tmp_path):
         indicator="GCaMP6f",
         location="V1",
     )
-    mod = nwb.create_processing_module("ophys", "ophys")
+    mod = nwb.create_processing_module(name="ophys", description="ophys")
     img_seg = ImageSegmentation()
     mod.add(img_seg)
     seg = img_seg.create_plane_segmentation(name="ps", description="d", imaging_plane=plane)
