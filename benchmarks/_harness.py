@@ -14,7 +14,7 @@ from dsr.gtf import gtf_loss
 from dsr.kernels import make_kernel
 from dsr.models import make_model
 from dsr.observation import make_decoder
-from dsr.training import TrainingConfig
+from dsr.training import TrainingConfig, resolve_device
 from dsr.windows import prepare_cohort, sample_windows
 
 LEMON = dict(n_obs=16, latent_dim=16, hidden_dim=50, seq_len=200, batch_size=16, tr_s=1.4)
@@ -33,8 +33,11 @@ def make_step(
     alpha: float = 0.1,
     decoder: str = "convolved",
     seed: int = 0,
+    device: str = "cpu",
 ):
-    """Return a closure running one training batch for an ensemble of ``n_models`` models."""
+    """Return a closure running one training batch for an ensemble of ``n_models`` models on
+    ``device`` (``"auto"``: CUDA when available); on CUDA the closure synchronises before it
+    returns, so wall-clock timings are honest."""
     rng = np.random.default_rng(seed)
     x = np.cumsum(rng.standard_normal((n_time, n_obs)), 0)
     x = (x - x.mean(0)) / x.std(0)
@@ -48,13 +51,14 @@ def make_step(
         decoder=decoder,
     )
     g = torch.Generator().manual_seed(seed)
-    model = make_model(config.model, n_models, latent_dim, hidden_dim, generator=g)
-    dec = make_decoder(decoder, n_models, n_obs, latent_dim, kernel, 0, generator=g)
-    cohort = prepare_cohort([x], None, kernel, config, ["s"], torch.device("cpu"), torch.float32)
-    model_subject = torch.zeros(n_models, dtype=torch.long)
+    dev = resolve_device(device)
+    model = make_model(config.model, n_models, latent_dim, hidden_dim, generator=g).to(dev)
+    dec = make_decoder(decoder, n_models, n_obs, latent_dim, kernel, 0, generator=g).to(dev)
+    cohort = prepare_cohort([x], None, kernel, config, ["s"], dev, torch.float32)
+    model_subject = torch.zeros(n_models, dtype=torch.long, device=dev)
     params = [*model.parameters(), *dec.parameters()]
     opt = torch.optim.RAdam(params, lr=1e-3)
-    gen = torch.Generator().manual_seed(seed + 1)
+    gen = torch.Generator(dev).manual_seed(seed + 1)
 
     def step() -> torch.Tensor:
         window = sample_windows(cohort, model_subject, batch_size, seq_len, gen)
@@ -62,6 +66,8 @@ def make_step(
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
         return loss.detach()
 
     step.config = dataclasses.replace(config)

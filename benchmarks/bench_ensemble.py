@@ -1,6 +1,7 @@
 """Item 1: E models trained together vs the same models one after another (LEMON size).
 
 Usage: python benchmarks/bench_ensemble.py [--threads 1] [--sizes 1 4 16 64 256 1024] [--repeats 3]
+       [--device cpu|cuda|auto]
 
 Prints, per ensemble size E, the median seconds per training batch and models·batches/s; the
 speed-up of E = 64 together over 64 sequential E = 1 fits is ``64 * t(E=1) / t(E=64)``, measured
@@ -23,13 +24,14 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16, 64, 256, 1024])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batches", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(
         f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-        f"threads={args.threads}, LEMON {LEMON}"
+        f"threads={args.threads}, device={args.device}, LEMON {LEMON}"
     )
-    steps = {1: make_step(1), 64: make_step(64)}
+    steps = {e: make_step(e, device=args.device) for e in (1, 64)}
     ratios = []
     for r in range(args.repeats):
         t1 = time_calls(steps[1], 5 * args.batches)
@@ -43,7 +45,7 @@ def main() -> None:
     print(f"median speed-up E=64 together vs sequential: {statistics.median(ratios):.1f}x")
     print("E\tms_per_batch\tmodel_batches_per_s")
     for E in args.sizes:
-        step = steps.get(E) or make_step(E)
+        step = steps.get(E) or make_step(E, device=args.device)
         t = time_calls(step, args.batches if E <= 256 else 1)
         print(f"{E}\t{t * 1e3:.1f}\t{E / t:.1f}", flush=True)
         steps.pop(E, None)
