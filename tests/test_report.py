@@ -104,3 +104,49 @@ def test_figures_accept_distinct_shapes(tmp_path):
     assert len(encode_png(tmp_path / "a.png")) > 1000
     freqs, power = F.power_spectrum(x, 0.5)
     assert freqs[0] > 0 and freqs[-1] == pytest.approx(1.0) and power.sum() == pytest.approx(1.0)
+
+
+def test_diverged_restart_flows_through_evaluate_and_report(subject, tmp_path, monkeypatch):
+    """A restart that diverges is kept (last finite parameters), scored, and named in the report."""
+    import torch
+
+    import dsr.training as training
+
+    root, truth = subject
+    real = training.make_model
+
+    def corrupting(*args, **kwargs):
+        model = real(*args, **kwargs)
+        with torch.no_grad():
+            model.A[1] = 50.0  # restart 1 explodes within a few steps
+        return model
+
+    monkeypatch.setattr(training, "make_model", corrupting)
+    training_cfg = {"epochs": 2, "batches_per_epoch": 2, "batch_size": 4, "seq_len": 40}
+    training_cfg |= {"hidden_dim": 8, "checkpoint_every": 0}
+    pipeline.run_fit([root / "extract"], [tmp_path / "fit"], ["sub-01"], training_cfg, n_restarts=3)
+    monkeypatch.undo()
+    pipeline.run_evaluate(
+        tmp_path / "fit",
+        root / "extract",
+        tmp_path / "evaluate",
+        n_trajectories=2,
+        lyap_steps=200,
+        lyap_transient=20,
+        max_order=1,
+    )
+    table = pd.read_csv(tmp_path / "evaluate" / "metrics.tsv", sep="\t")
+    assert table["status"].tolist() == ["ok", "diverged", "ok"]
+    assert not table.loc[1, "selected"]
+    figs = {name: tmp_path / "figures" / f"{name}.png" for name in SUBJECT_FIGURES}
+    html = write_subject_report(
+        "sub-01",
+        root / "extract",
+        tmp_path / "fit",
+        tmp_path / "evaluate",
+        tmp_path / "report.html",
+        figs,
+        truth=truth,
+        n_show=2,
+    ).read_text(encoding="utf-8")
+    assert "Failed (diverged) restarts: 1" in html
