@@ -33,34 +33,46 @@ def subject(tmp_path_factory):
         task="rest",
         confounds_strategy=["motion"],
     )
+    _fit_and_evaluate(root / "extract", root)
+    return root, demo / "ground_truth" / "sub-01.json"
+
+
+def _fit_and_evaluate(extract, out):
+    """Tiny fit (3 restarts, 2 epochs) and evaluation into ``out/fit`` and ``out/evaluate``."""
     training = {"epochs": 2, "batches_per_epoch": 2, "batch_size": 4, "seq_len": 40}
     training |= {"hidden_dim": 8, "checkpoint_every": 0}
-    pipeline.run_fit([root / "extract"], [root / "fit"], ["sub-01"], training, n_restarts=3)
+    pipeline.run_fit([extract], [out / "fit"], ["sub-01"], training, n_restarts=3)
     pipeline.run_evaluate(
-        root / "fit",
-        root / "extract",
-        root / "evaluate",
+        out / "fit",
+        extract,
+        out / "evaluate",
         n_trajectories=2,
         lyap_steps=200,
         lyap_transient=20,
         max_order=1,
     )
-    return root, demo / "ground_truth" / "sub-01.json"
+
+
+def _subject_html(root, out, truth) -> str:
+    """Subject report of the fit/evaluate folders in ``out`` (figures in ``out/figures``)."""
+    figs = {name: out / "figures" / f"{name}.png" for name in SUBJECT_FIGURES}
+    path = write_subject_report(
+        "sub-01",
+        root / "extract",
+        out / "fit",
+        out / "evaluate",
+        out / "report.html",
+        figs,
+        truth=truth,
+        n_show=2,
+    )
+    return path.read_text(encoding="utf-8")
 
 
 def test_subject_report_is_self_contained(subject):
     root, truth = subject
+    html = _subject_html(root, root, truth)
     figs = {name: root / "figures" / f"{name}.png" for name in SUBJECT_FIGURES}
-    html = write_subject_report(
-        "sub-01",
-        root / "extract",
-        root / "fit",
-        root / "evaluate",
-        root / "report.html",
-        figs,
-        truth=truth,
-        n_show=2,
-    ).read_text(encoding="utf-8")
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in figs.values())
     assert len(re.findall(r'<img alt="[^"]+" src="data:image/png;base64,', html)) == len(figs)
     assert "Ground truth" in html and "TR (s)" in html and "No restart diverged" in html
@@ -122,31 +134,9 @@ def test_diverged_restart_flows_through_evaluate_and_report(subject, tmp_path, m
         return model
 
     monkeypatch.setattr(training, "make_model", corrupting)
-    training_cfg = {"epochs": 2, "batches_per_epoch": 2, "batch_size": 4, "seq_len": 40}
-    training_cfg |= {"hidden_dim": 8, "checkpoint_every": 0}
-    pipeline.run_fit([root / "extract"], [tmp_path / "fit"], ["sub-01"], training_cfg, n_restarts=3)
+    _fit_and_evaluate(root / "extract", tmp_path)
     monkeypatch.undo()
-    pipeline.run_evaluate(
-        tmp_path / "fit",
-        root / "extract",
-        tmp_path / "evaluate",
-        n_trajectories=2,
-        lyap_steps=200,
-        lyap_transient=20,
-        max_order=1,
-    )
     table = pd.read_csv(tmp_path / "evaluate" / "metrics.tsv", sep="\t")
     assert table["status"].tolist() == ["ok", "diverged", "ok"]
     assert not table.loc[1, "selected"]
-    figs = {name: tmp_path / "figures" / f"{name}.png" for name in SUBJECT_FIGURES}
-    html = write_subject_report(
-        "sub-01",
-        root / "extract",
-        tmp_path / "fit",
-        tmp_path / "evaluate",
-        tmp_path / "report.html",
-        figs,
-        truth=truth,
-        n_show=2,
-    ).read_text(encoding="utf-8")
-    assert "Failed (diverged) restarts: 1" in html
+    assert "Failed (diverged) restarts: 1" in _subject_html(root, tmp_path, truth)
