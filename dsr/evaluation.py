@@ -20,9 +20,9 @@ import torch
 from dsr._validation import check_confounds, check_positive, check_timeseries
 from dsr.atomic import write_json, write_npy, write_text
 from dsr.deconvolution import edge_samples, wiener_deconvolve
-from dsr.dynamics import kaplan_yorke_dimension, lyapunov_spectrum, per_second
 from dsr.ensemble import load_ensemble
 from dsr.errors import DsrInputError
+from dsr.lyapunov import kaplan_yorke_dimension, lyapunov_spectrum, per_second
 from dsr.metrics import power_spectrum_error, prediction_error, state_space_divergence
 from dsr.windows import pad_stack
 

@@ -225,9 +225,9 @@ def run_evaluate(fit_dir, extract_dir, out_dir, *, max_order: int = 2, threads: 
     ``kwargs`` go to :func:`dsr.evaluation.evaluate_ensemble` (``n_trajectories``, ``pe_steps``,
     ``lyap_steps``, ...).
     """
-    from dsr.dynamics import fixed_points_and_cycles
     from dsr.ensemble import load_ensemble
     from dsr.evaluation import SubjectData, evaluate_run, free_runs
+    from dsr.fixed_points import fixed_points_and_cycles
 
     torch.set_num_threads(max(1, int(threads)))
     extracted = load_extraction(extract_dir)

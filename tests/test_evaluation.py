@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dsr.dynamics import max_lyapunov_exponent
 from dsr.ensemble import save_ensemble
 from dsr.errors import DsrInputError
 from dsr.evaluation import evaluate_run, iqr_outliers, select_models
 from dsr.examples import limit_cycle_plrnn, simulate_convolved, simulate_latent
 from dsr.kernels import spm_hrf
+from dsr.lyapunov import max_lyapunov_exponent
 from dsr.training import TrainingConfig, fit_ensemble
 
 

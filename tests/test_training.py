@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from dsr.deconvolution import edge_samples, wiener_deconvolve
-from dsr.dynamics import max_lyapunov_exponent
 from dsr.ensemble import load_ensemble, save_ensemble
 from dsr.errors import DsrInputError
 from dsr.examples import limit_cycle_plrnn, simulate_convolved, simulate_latent
 from dsr.gtf import gtf_rollout, masked_mse
 from dsr.kernels import spm_hrf
+from dsr.lyapunov import max_lyapunov_exponent
 from dsr.metrics import prediction_error
 from dsr.training import TrainingConfig, fit_ensemble
 

@@ -20,10 +20,10 @@ import _common as C
 import numpy as np
 from scipy import stats
 
-from dsr.dynamics import lyapunov_spectrum
 from dsr.ensemble import load_ensemble
 from dsr.kernels import spm_hrf
 from dsr.lorenz import lyapunov_max_lorenz
+from dsr.lyapunov import lyapunov_spectrum
 from dsr.training import TrainingConfig, fit_ensemble, resolve_device
 
 TR = 0.5
