@@ -72,13 +72,18 @@ def test_fused_rollout_matches_autograd_reference(name, n_forced):
     assert torch.autograd.gradcheck(f, leaves)
 
 
-@pytest.mark.parametrize(("n_time", "h"), [(12, 1), (12, 3), (300, 23), (900, 161), (23, 23)])
+@pytest.mark.parametrize(
+    ("n_time", "h"), [(12, 1), (12, 3), (300, 23), (700, 11), (900, 161), (23, 23)]
+)
 def test_banded_convolution_matches_unfold(n_time, h):
     g = torch.Generator().manual_seed(0)
-    z = torch.randn(n_time, 2, 3, generator=g, dtype=torch.float64)
+    z = torch.randn(n_time, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
     k = torch.rand(h, generator=g, dtype=torch.float64)
-    expected = z.unfold(0, h, 1) @ k.flip(0)
-    torch.testing.assert_close(causal_valid_convolution(z, k), expected)
+    weight = torch.randn(n_time - h + 1, 2, 3, generator=g, dtype=torch.float64)
+    got, expected = causal_valid_convolution(z, k), z.unfold(0, h, 1) @ k.flip(0)
+    torch.testing.assert_close(got, expected)
+    grads = [torch.autograd.grad((y * weight).sum(), z)[0] for y in (got, expected)]
+    torch.testing.assert_close(*grads)  # the hand-written backward (several blocks for T >> h)
 
 
 def _fit_args(data, out, epochs):
