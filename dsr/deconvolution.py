@@ -126,3 +126,20 @@ def wiener_deconvolve(
     out[:n_left] = np.nan
     out[n_time - n_right :] = np.nan
     return out[:, 0] if was_1d else out
+
+
+def sliding_deconvolve(
+    x_full: np.ndarray,
+    start: int,
+    horizon: int,
+    cut_right: int,
+    kernel: np.ndarray,
+    noise_floor: float,
+) -> np.ndarray:
+    """Leak-free deconvolution of the test part (spec section 3): the sample at ``u >= start`` comes
+    from deconvolving ``x_full[: u + min(cut_right, horizon) + 1]``; other samples are NaN, (T, F)."""
+    out = np.full(x_full.shape, np.nan)
+    lag = min(cut_right, horizon)
+    for u in range(start, len(x_full) - lag):  # a loop over windows of growing length
+        out[u] = wiener_deconvolve(x_full[: u + lag + 1], kernel, noise_floor)[u]
+    return out

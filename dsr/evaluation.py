@@ -1,5 +1,6 @@
 """Evaluation of a fitted ensemble (spec section 5): free runs, D_stsp, D_H, PE_n, Lyapunov
-spectra, model selection, and the ``metrics.tsv`` / ``summary.json`` outputs of a run.
+spectra, and the ``metrics.tsv`` / ``summary.json`` outputs of a run (model selection and the
+summary come from :mod:`dsr.selection`).
 
 Models are scored as one batch: latent trajectories are ``(T, E, K, M)`` (K free runs per model),
 subjects of different length are NaN-padded on the time axis.
@@ -19,11 +20,12 @@ import torch
 
 from dsr._validation import check_confounds, check_positive, check_timeseries
 from dsr.atomic import write_json, write_npy, write_text
-from dsr.deconvolution import edge_samples, wiener_deconvolve
+from dsr.deconvolution import edge_samples, sliding_deconvolve, wiener_deconvolve
 from dsr.ensemble import load_ensemble
 from dsr.errors import DsrInputError
 from dsr.lyapunov import kaplan_yorke_dimension, lyapunov_spectrum, per_second
 from dsr.metrics import power_spectrum_error, prediction_error, state_space_divergence
+from dsr.selection import select_models, summarise
 from dsr.windows import pad_stack
 
 
@@ -72,23 +74,6 @@ def _subject(sid: str, value) -> SubjectData:
 def _stack(arrays: list[np.ndarray | None], n_time: int, index: np.ndarray) -> np.ndarray | None:
     """Per-subject (T_s, F) arrays -> NaN-padded per-model array (n_time, E, F)."""
     return None if arrays[0] is None else pad_stack(arrays, n_time)[:, index]
-
-
-def sliding_deconvolve(
-    x_full: np.ndarray,
-    start: int,
-    horizon: int,
-    cut_right: int,
-    kernel: np.ndarray,
-    noise_floor: float,
-) -> np.ndarray:
-    """Leak-free deconvolution of the test part (spec section 3): the sample at ``u >= start`` comes
-    from deconvolving ``x_full[: u + min(cut_right, horizon) + 1]``; other samples are NaN, (T, F)."""
-    out = np.full(x_full.shape, np.nan)
-    lag = min(cut_right, horizon)
-    for u in range(start, len(x_full) - lag):  # a loop over windows of growing length
-        out[u] = wiener_deconvolve(x_full[: u + lag + 1], kernel, noise_floor)[u]
-    return out
 
 
 @torch.no_grad()
@@ -154,6 +139,95 @@ def free_runs(fitted, x: np.ndarray, r: np.ndarray | None = None):
     return np.transpose(x_gen[:, :, 0], (1, 0, 2)), np.transpose(z_gen, (1, 0, 2))
 
 
+def _joined(train: np.ndarray | None, test: np.ndarray | None) -> np.ndarray | None:
+    """Training part followed by the test part (if any) on the time axis."""
+    return train if train is None or test is None else np.vstack([train, test])
+
+
+def _train_stacks(subj, index, n_time, kernel, floor, cut_left, cut_right):
+    """Training data, its deconvolution, confounds and theirs (or None), each stacked per model
+    ``(n_time, E, F)`` (NaN-padded); ``index`` (E,) is the subject of each model."""
+    dec = [wiener_deconvolve(s.x, kernel, floor, cut_left, cut_right) for s in subj]
+    rdec = [
+        None if s.r is None else wiener_deconvolve(s.r, kernel, floor, cut_left, cut_right)
+        for s in subj
+    ]
+    arrays = ([s.x for s in subj], dec, [s.r for s in subj], rdec)
+    return tuple(_stack(a, n_time, index) for a in arrays)
+
+
+def _pe_test(model, decoder, full, rfull, n_train, index, pe_steps, kernel, floor, cut_right):
+    """PE_n (n = ``pe_steps``) on the test parts, from the leak-free sliding deconvolution, (E,).
+
+    ``full`` and ``rfull`` are per-subject train+test series (T_s, N) and (T_s, P) (or None),
+    ``n_train`` (S,) the training lengths, ``index`` (E,) the subject of each model."""
+    pairs, rpairs = list(zip(full, n_train, strict=True)), list(zip(rfull, n_train, strict=True))
+    x_te = [np.where(np.arange(len(f))[:, None] < n, np.nan, f) for f, n in pairs]
+    xd_te = [sliding_deconvolve(f, n, pe_steps, cut_right, kernel, floor) for f, n in pairs]
+    rd_te = [
+        None if r is None else sliding_deconvolve(r, n, pe_steps, cut_right, kernel, floor)
+        for r, n in rpairs
+    ]
+    t_max = max(len(f) for f in full)
+    stacked = [_stack(a, t_max, index) for a in (x_te, xd_te, rfull, rd_te)]
+    return prediction_error(model, decoder, *stacked, pe_steps, 0, 0)
+
+
+def _initial_states(decoder, xd0, rd0, n_runs, perturbation_sd, seed) -> torch.Tensor:
+    """Start states ``d + perturbation_sd * N(0, 1)`` (E, K, M) of the free runs, from the
+    deconvolved sample at ``cut_left`` ``xd0`` (E, N) and ``rd0`` (E, P) (or None)."""
+    d0 = decoder.initial_state(
+        torch.from_numpy(xd0)[:, None], None if rd0 is None else torch.from_numpy(rd0)[:, None]
+    )
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(len(d0), n_runs, d0.shape[-1], generator=gen, dtype=d0.dtype)
+    return d0 + perturbation_sd * noise
+
+
+def _free_run_scores(
+    model, decoder, z0, full, rfull, n_train, index, chunk, gmm_scaling, smoothing, seed
+) -> dict:
+    """D_stsp and D_H of the free runs from ``z0`` (E, K, M) against each model's subject, on the
+    training part and the test part (if any), averaged over the runs: ``{score_segment: (E,)}``.
+
+    ``full`` and ``rfull`` are per-subject train+test series (T_s, N) and (T_s, P) (or None),
+    ``n_train`` (S,) the training lengths, ``index`` (E,) the subject of each model."""
+    n_models, n_runs = z0.shape[:2]
+    scores = {
+        k: np.full((n_models, n_runs), np.nan)
+        for k in ("dstsp_train", "dh_train", "dstsp_test", "dh_test")
+    }
+    t_max = max(len(f) for f in full)
+    r_all = _stack(rfull, t_max, index)
+    r_all = None if r_all is None else torch.from_numpy(np.nan_to_num(r_all))
+    for k, x_gen, _ in _free_runs(model, decoder, z0, t_max, r_all, chunk):
+        kk = x_gen.shape[2]
+        for s, f in enumerate(full):
+            es, n = np.flatnonzero(index == s), n_train[s]
+            parts = [("train", slice(0, n))] + ([("test", slice(n, len(f)))] if len(f) > n else [])
+            for name, sl in parts:
+                g = x_gen[sl, es].reshape(sl.stop - sl.start, -1, f.shape[1])
+                scores[f"dstsp_{name}"][es, k : k + kk] = state_space_divergence(
+                    f[sl], g, gmm_scaling=gmm_scaling, seed=seed
+                ).reshape(len(es), kk)
+                scores[f"dh_{name}"][es, k : k + kk] = power_spectrum_error(
+                    f[sl], g, smoothing
+                ).reshape(len(es), kk)
+    with warnings.catch_warnings():  # all-NaN rows (diverged models) stay NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {k: np.nanmean(v, axis=1) for k, v in scores.items()}
+
+
+def _lyapunov_columns(spectra: np.ndarray, tr_s, fs_hz) -> dict:
+    """``lambda_max`` (per step), ``lambda_max_per_s`` (with ``tr_s``/``fs_hz``) and ``ky_dim``
+    columns, (E,) each, from spectra (E, M)."""
+    columns = {"lambda_max": spectra[:, 0]}
+    if tr_s is not None or fs_hz is not None:
+        columns["lambda_max_per_s"] = per_second(spectra[:, 0], tr_s=tr_s, fs_hz=fs_hz)
+    columns["ky_dim"] = kaplan_yorke_dimension(spectra)
+    return columns
+
+
 def evaluate_ensemble(
     fitted,
     data: Mapping,
@@ -188,158 +262,36 @@ def evaluate_ensemble(
     subj = [_subject(s, data[s]) for s in fitted.subject_ids]
     idx = np.asarray(fitted.model_subject, dtype=int)
     model, decoder, kernel, floor, cl, cr = _analysis_setup(fitted)
-    full = [s.x if s.x_test is None else np.vstack([s.x, s.x_test]) for s in subj]
-    rfull = [
-        None if s.r is None else (s.r if s.r_test is None else np.vstack([s.r, s.r_test]))
-        for s in subj
-    ]
+    full = [_joined(s.x, s.x_test) for s in subj]
+    rfull = [_joined(s.r, s.r_test) for s in subj]
     n_train = np.array([len(s.x) for s in subj])
     t_max = max(len(f) for f in full)
-    dec = [wiener_deconvolve(s.x, kernel, floor, cl, cr) for s in subj]
-    rdec = [None if s.r is None else wiener_deconvolve(s.r, kernel, floor, cl, cr) for s in subj]
-
-    x_tr, xd_tr = _stack([s.x for s in subj], t_max, idx), _stack(dec, t_max, idx)
-    r_tr, rd_tr = _stack([s.r for s in subj], t_max, idx), _stack(rdec, t_max, idx)
-    pe = {
-        f"pe{n}_train": prediction_error(model, decoder, x_tr, xd_tr, r_tr, rd_tr, n, cl, cr)
-        for n in sorted({1, pe_steps})
-    }
+    x_tr, xd_tr, r_tr, rd_tr = _train_stacks(subj, idx, t_max, kernel, floor, cl, cr)
     table = {
         "model": np.arange(len(idx)),
         "subject": [fitted.subject_ids[i] for i in idx],
         "restart": np.asarray(fitted.model_restart),
         "status": list(fitted.status),
-        **pe,
+        **{
+            f"pe{n}_train": prediction_error(model, decoder, x_tr, xd_tr, r_tr, rd_tr, n, cl, cr)
+            for n in sorted({1, pe_steps})
+        },
     }
     if any(s.x_test is not None for s in subj):
-        x_te = [
-            np.where(np.arange(len(f))[:, None] < n, np.nan, f)
-            for f, n in zip(full, n_train, strict=True)
-        ]
-        xd_te = [
-            sliding_deconvolve(f, n, pe_steps, cr, kernel, floor)
-            for f, n in zip(full, n_train, strict=True)
-        ]
-        rd_te = [
-            None if r is None else sliding_deconvolve(r, n, pe_steps, cr, kernel, floor)
-            for r, n in zip(rfull, n_train, strict=True)
-        ]
-        table[f"pe{pe_steps}_test"] = prediction_error(
-            model,
-            decoder,
-            _stack(x_te, t_max, idx),
-            _stack(xd_te, t_max, idx),
-            _stack(rfull, t_max, idx),
-            _stack(rd_te, t_max, idx),
-            pe_steps,
-            0,
-            0,
+        table[f"pe{pe_steps}_test"] = _pe_test(
+            model, decoder, full, rfull, n_train, idx, pe_steps, kernel, floor, cr
         )
-
-    d0 = decoder.initial_state(
-        torch.from_numpy(xd_tr[cl])[:, None],
-        None if rd_tr is None else torch.from_numpy(rd_tr[cl])[:, None],
+    rd0 = None if rd_tr is None else rd_tr[cl]
+    z0 = _initial_states(decoder, xd_tr[cl], rd0, n_trajectories, perturbation_sd, seed)
+    table |= _free_run_scores(
+        model, decoder, z0, full, rfull, n_train, idx, chunk, gmm_scaling, smoothing, seed
     )
-    gen = torch.Generator().manual_seed(seed)
-    noise = torch.randn(len(idx), n_trajectories, model.latent_dim, generator=gen, dtype=d0.dtype)
-    z0 = d0 + perturbation_sd * noise
-    r_all = _stack(rfull, t_max, idx)
-    r_all = None if r_all is None else torch.from_numpy(np.nan_to_num(r_all))
-    scores = {
-        k: np.full((len(idx), n_trajectories), np.nan)
-        for k in ("dstsp_train", "dh_train", "dstsp_test", "dh_test")
-    }
-    for k, x_gen, _ in _free_runs(model, decoder, z0, t_max, r_all, chunk):
-        for s, f in enumerate(full):
-            es, n = np.flatnonzero(idx == s), n_train[s]
-            parts = [("train", slice(0, n))] + ([("test", slice(n, len(f)))] if len(f) > n else [])
-            for name, sl in parts:
-                g = x_gen[sl, es].reshape(sl.stop - sl.start, -1, f.shape[1])
-                kk = x_gen.shape[2]
-                scores[f"dstsp_{name}"][es, k : k + kk] = state_space_divergence(
-                    f[sl], g, gmm_scaling=gmm_scaling, seed=seed
-                ).reshape(len(es), kk)
-                scores[f"dh_{name}"][es, k : k + kk] = power_spectrum_error(
-                    f[sl], g, smoothing
-                ).reshape(len(es), kk)
-    with warnings.catch_warnings():  # all-NaN rows (diverged models) stay NaN
-        warnings.simplefilter("ignore", RuntimeWarning)
-        table.update({k: np.nanmean(v, axis=1) for k, v in scores.items()})
     spectra = lyapunov_spectrum(
         model, z0=z0[:, :lyap_initial], n_steps=lyap_steps, transient=lyap_transient
     )
-    table["lambda_max"] = spectra[:, 0]
-    if tr_s is not None or fs_hz is not None:
-        table["lambda_max_per_s"] = per_second(spectra[:, 0], tr_s=tr_s, fs_hz=fs_hz)
-    table["ky_dim"] = kaplan_yorke_dimension(spectra)
+    table |= _lyapunov_columns(spectra, tr_s, fs_hz)
     frame = select_models(pd.DataFrame(table), pe_key="pe1_train")
     return Evaluation(frame, summarise(frame), spectra)
-
-
-def iqr_outliers(values) -> np.ndarray:
-    """Boolean mask of values outside ``[Q1 - 1.5 IQR, Q3 + 1.5 IQR]`` (NaN counts as outlier)."""
-    v = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(v)
-    if not finite.any():
-        return ~finite
-    q1, q3 = np.percentile(v[finite], [25, 75])
-    lo, hi = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
-    return ~finite | (v < lo) | (v > hi)
-
-
-def select_models(
-    table: pd.DataFrame,
-    *,
-    pe_key: str = "pe1_train",
-    pe_threshold: float = 1.0,
-    n_best_dstsp: int = 20,
-    n_best_dh: int = 10,
-    segment: str = "train",
-    by: str = "subject",
-) -> pd.DataFrame:
-    """Automatic model selection of spec section 5, per ``by`` group; returns a copy with columns
-    ``pe_ok`` (status ok and ``pe_key <= pe_threshold``), ``top_dstsp`` (best ``n_best_dstsp`` of
-    those by ``dstsp_<segment>``) and ``selected`` (best ``n_best_dh`` of those by ``dh_<segment>``,
-    the set used for lambda analyses). NaN scores never qualify."""
-    need = {pe_key, f"dstsp_{segment}", f"dh_{segment}", "status", by}
-    if need - set(table.columns):
-        raise DsrInputError(f"table lacks column(s) {sorted(need - set(table.columns))}")
-    t = table.copy()
-    t["pe_ok"] = (t["status"] == "ok") & (t[pe_key] <= pe_threshold)
-    dstsp, dh = t[f"dstsp_{segment}"], t[f"dh_{segment}"]
-    rank = dstsp.where(t["pe_ok"]).groupby(t[by]).rank(method="first")
-    t["top_dstsp"] = rank <= n_best_dstsp
-    rank = dh.where(t["top_dstsp"]).groupby(t[by]).rank(method="first")
-    t["selected"] = rank <= n_best_dh
-    return t
-
-
-def _stats(v: pd.Series) -> dict:
-    v = v[np.isfinite(v)]
-    if v.empty:
-        return {"n": 0, "mean": None, "sd": None, "median": None}
-    sd = float(v.std(ddof=1)) if len(v) > 1 else None
-    return {"n": int(len(v)), "mean": float(v.mean()), "sd": sd, "median": float(v.median())}
-
-
-def summarise(table: pd.DataFrame) -> dict:
-    """JSON-serialisable per-subject summary of an evaluated (and selected) table."""
-    out = {}
-    score_cols = [c for c in table.columns if c.startswith(("dstsp", "dh", "pe", "lambda", "ky"))]
-    for sid, g in table.groupby("subject", sort=False):
-        sel = g[g["selected"]]
-        out[str(sid)] = {
-            "n_models": int(len(g)),
-            "n_ok": int((g["status"] == "ok").sum()),
-            "n_pe_ok": int(g["pe_ok"].sum()),
-            "n_selected": int(len(sel)),
-            "all": {c: _stats(g[c]) for c in score_cols if g[c].dtype.kind == "f"},
-            "selected": {c: _stats(sel[c]) for c in score_cols if g[c].dtype.kind == "f"},
-            "fraction_chaotic_selected": (
-                float((sel["lambda_max"] > 0).mean()) if len(sel) else None
-            ),
-        }
-    return out
 
 
 def _model_file(run_dir: Path) -> Path:

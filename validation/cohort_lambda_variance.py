@@ -27,9 +27,10 @@ import _common as C
 import numpy as np
 from scipy import stats
 
-from dsr.evaluation import evaluate_ensemble, select_models
+from dsr.evaluation import evaluate_ensemble
 from dsr.io.fmriprep import extract_fmriprep_subject
 from dsr.kernels import spm_hrf
+from dsr.selection import select_models
 from dsr.synthetic import SPACE, write_demo_cohort
 from dsr.training import TrainingConfig, fit_ensemble, resolve_device
 

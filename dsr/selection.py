@@ -1,0 +1,79 @@
+"""Automatic model selection (spec section 5) and per-subject summaries of an evaluated ensemble.
+
+Tables have one row per model (columns ``subject``, ``status`` and scores such as ``pe1_train``,
+``dstsp_train``, ``dh_train``, ``lambda_max``), as :func:`dsr.evaluation.evaluate_ensemble` makes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from dsr.errors import DsrInputError
+
+
+def iqr_outliers(values) -> np.ndarray:
+    """Boolean mask of values outside ``[Q1 - 1.5 IQR, Q3 + 1.5 IQR]`` (NaN counts as outlier)."""
+    v = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(v)
+    if not finite.any():
+        return ~finite
+    q1, q3 = np.percentile(v[finite], [25, 75])
+    lo, hi = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
+    return ~finite | (v < lo) | (v > hi)
+
+
+def select_models(
+    table: pd.DataFrame,
+    *,
+    pe_key: str = "pe1_train",
+    pe_threshold: float = 1.0,
+    n_best_dstsp: int = 20,
+    n_best_dh: int = 10,
+    segment: str = "train",
+    by: str = "subject",
+) -> pd.DataFrame:
+    """Automatic model selection of spec section 5, per ``by`` group; returns a copy with columns
+    ``pe_ok`` (status ok and ``pe_key <= pe_threshold``), ``top_dstsp`` (best ``n_best_dstsp`` of
+    those by ``dstsp_<segment>``) and ``selected`` (best ``n_best_dh`` of those by ``dh_<segment>``,
+    the set used for lambda analyses). NaN scores never qualify."""
+    need = {pe_key, f"dstsp_{segment}", f"dh_{segment}", "status", by}
+    if need - set(table.columns):
+        raise DsrInputError(f"table lacks column(s) {sorted(need - set(table.columns))}")
+    t = table.copy()
+    t["pe_ok"] = (t["status"] == "ok") & (t[pe_key] <= pe_threshold)
+    dstsp, dh = t[f"dstsp_{segment}"], t[f"dh_{segment}"]
+    rank = dstsp.where(t["pe_ok"]).groupby(t[by]).rank(method="first")
+    t["top_dstsp"] = rank <= n_best_dstsp
+    rank = dh.where(t["top_dstsp"]).groupby(t[by]).rank(method="first")
+    t["selected"] = rank <= n_best_dh
+    return t
+
+
+def _stats(v: pd.Series) -> dict:
+    """Count, mean, sd (ddof 1; None for one value) and median of the finite values of ``v``."""
+    v = v[np.isfinite(v)]
+    if v.empty:
+        return {"n": 0, "mean": None, "sd": None, "median": None}
+    sd = float(v.std(ddof=1)) if len(v) > 1 else None
+    return {"n": int(len(v)), "mean": float(v.mean()), "sd": sd, "median": float(v.median())}
+
+
+def summarise(table: pd.DataFrame) -> dict:
+    """JSON-serialisable per-subject summary of an evaluated (and selected) table."""
+    out = {}
+    score_cols = [c for c in table.columns if c.startswith(("dstsp", "dh", "pe", "lambda", "ky"))]
+    for sid, g in table.groupby("subject", sort=False):
+        sel = g[g["selected"]]
+        out[str(sid)] = {
+            "n_models": int(len(g)),
+            "n_ok": int((g["status"] == "ok").sum()),
+            "n_pe_ok": int(g["pe_ok"].sum()),
+            "n_selected": int(len(sel)),
+            "all": {c: _stats(g[c]) for c in score_cols if g[c].dtype.kind == "f"},
+            "selected": {c: _stats(sel[c]) for c in score_cols if g[c].dtype.kind == "f"},
+            "fraction_chaotic_selected": (
+                float((sel["lambda_max"] > 0).mean()) if len(sel) else None
+            ),
+        }
+    return out

@@ -1,0 +1,47 @@
+"""Automatic model selection and the IQR outlier rule on planted score tables."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dsr.errors import DsrInputError
+from dsr.selection import iqr_outliers, select_models
+
+
+def _synthetic_table(rng):
+    rows = []
+    for sid in ("sub-01", "sub-02"):
+        for restart in range(30):
+            rows.append(
+                {
+                    "subject": sid,
+                    "restart": restart,
+                    "status": "ok",
+                    "pe1_train": rng.uniform(0.1, 0.9),
+                    "dstsp_train": rng.uniform(1, 5),
+                    "dh_train": rng.uniform(0.3, 0.9),
+                }
+            )
+    table = pd.DataFrame(rows)
+    best = table.index[table["restart"] < 5]  # planted: best D_stsp and D_H
+    table.loc[best, "dstsp_train"] = 0.1 + 0.01 * table.loc[best, "restart"]
+    table.loc[best, "dh_train"] = 0.01
+    trap = table.index[table["restart"] == 5]  # best scores but PE_1 > 1 or diverged
+    table.loc[trap, ["dstsp_train", "dh_train", "pe1_train"]] = [0.0, 0.0, 1.5]
+    table.loc[table["restart"] == 6, ["dstsp_train", "dh_train", "status"]] = [0.0, 0.0, "diverged"]
+    return table
+
+
+def test_selection_picks_planted_models():
+    table = select_models(_synthetic_table(np.random.default_rng(0)), n_best_dh=5)
+    for _, g in table.groupby("subject"):
+        assert sorted(g.loc[g["selected"], "restart"]) == [0, 1, 2, 3, 4]
+        assert g["top_dstsp"].sum() == 20
+        assert not g.loc[g["restart"].isin([5, 6]), "pe_ok"].any()
+
+
+def test_selection_and_outlier_errors():
+    with pytest.raises(DsrInputError, match="lacks column"):
+        select_models(pd.DataFrame({"subject": ["a"]}))
+    mask = iqr_outliers([1.0, 1.1, 0.9, 1.05, 10.0, np.nan])
+    np.testing.assert_array_equal(mask, [False, False, False, False, True, True])
