@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-import dsr.dynamics as dyn
+import dsr.lyapunov as dyn
 from dsr.kernels import make_kernel
 from dsr.metrics import power_spectrum_error, prediction_error, state_space_divergence
 from dsr.models import make_model

@@ -147,6 +147,24 @@ def test_masked_mse_ignores_nan():
     torch.testing.assert_close(masked_mse(pred, target), torch.ones(2))
 
 
+def test_masked_mse_gradient_and_divergence():
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(7, 3, 2, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(7, 3, 2, 4, generator=g, dtype=torch.float64)
+    target[2, 1] = target[5, 0, 1, 3] = float("nan")
+    valid = torch.isfinite(target)
+    diff = torch.where(valid, pred - torch.nan_to_num(target), 0.0)
+    expected = (diff**2).sum(dim=(0, 2, 3)) / valid.sum(dim=(0, 2, 3))
+    torch.testing.assert_close(masked_mse(pred, target), expected)
+    weight = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    got = torch.autograd.grad((masked_mse(pred, target) * weight).sum(), pred)[0]
+    torch.testing.assert_close(got, torch.autograd.grad((expected * weight).sum(), pred)[0])
+    bad = pred.detach().clone()
+    bad[0, 2, 0, 0] = float("inf")  # a model's prediction blows up at a valid target
+    loss = masked_mse(bad, target)
+    assert torch.isfinite(loss[:2]).all() and not torch.isfinite(loss[2])
+
+
 def test_nan_samples_are_left_out(cycle_bold):
     x = cycle_bold[:300].copy()
     x[150:153, 1] = np.nan  # e.g. scrubbed volumes
