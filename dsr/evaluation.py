@@ -49,11 +49,18 @@ class Evaluation:
 
 
 def _subject(sid: str, value) -> SubjectData:
+    fields = [f.name for f in dataclasses.fields(SubjectData)]
+    if isinstance(value, Mapping) and (set(value) - set(fields) or "x" not in value):
+        raise DsrInputError(
+            f"subject {sid!r}: data keys must be 'x' and optionally {fields[1:]}; got {sorted(value)}"
+        )
     v = (
         value
         if isinstance(value, SubjectData)
         else (SubjectData(**value) if isinstance(value, Mapping) else SubjectData(value))
     )
+    if v.x_test is None and v.r_test is not None:
+        raise DsrInputError(f"subject {sid!r}: test confounds given without test data (x_test)")
     x = check_timeseries(v.x, name=f"subject {sid!r}")
     xt = None if v.x_test is None else check_timeseries(v.x_test, name=f"test data of {sid!r}")
     if xt is not None and xt.shape[1] != x.shape[1]:

@@ -44,6 +44,16 @@ def test_evaluate_run_errors(fitted_run, tmp_path):
         evaluate_run(run, {"sub-01": data["sub-01"]}, out_dir=tmp_path)
     with pytest.raises(DsrInputError, match="no model.pt"):
         evaluate_run(tmp_path, data)
+    x = data["sub-02"]
+    bad_subjects = [
+        ({"x": x, "r_test": np.zeros((50, 2))}, "test confounds given without test data"),
+        ({"x": x, "x_tset": x[:50]}, "data keys must be 'x'"),
+        ({"r": np.zeros((len(x), 2))}, "data keys must be 'x'"),
+    ]
+    for value, message in bad_subjects:
+        with pytest.raises(DsrInputError, match=message):
+            evaluate_run(run, {"sub-01": data["sub-01"], "sub-02": value}, out_dir=tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing written for refused input
 
 
 @pytest.mark.slow
