@@ -201,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=1,
-        help="CPU threads for torch (default 1: dsr's many small batched ops run fastest "
-        "single-threaded; run one process per core instead)",
+        help="CPU threads for torch (default 1, best with one process per core; 2 helps a single "
+        "ensemble of >= 32 models on idle cores)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (add_arguments, run, help_text) in COMMANDS.items():
