@@ -8,7 +8,7 @@ from dsr.deconvolution import edge_samples, wiener_deconvolve
 from dsr.ensemble import load_ensemble, save_ensemble
 from dsr.errors import DsrInputError
 from dsr.examples import limit_cycle_plrnn, simulate_convolved, simulate_latent
-from dsr.gtf import gtf_rollout, masked_mse
+from dsr.gtf import NOISE_STREAMS, _add_noise, gtf_rollout, masked_mse
 from dsr.kernels import spm_hrf
 from dsr.lyapunov import max_lyapunov_exponent
 from dsr.metrics import prediction_error
@@ -233,3 +233,23 @@ def test_for_subject_keeps_each_subjects_models(cycle_bold):
     torch.testing.assert_close(part.decoder.kernel, fitted.decoder.kernel)
     z = torch.zeros(2, 1, 3)
     torch.testing.assert_close(part.model.step(z), fitted.model.step(torch.zeros(4, 1, 3))[2:])
+
+
+def test_augmentation_noise_is_standard_normal_and_independent_of_threads():
+    a = torch.zeros(2000, 4, 16)
+    threads = torch.get_num_threads()
+    try:
+        draws = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            draws.append(_add_noise(a, 1.0, torch.Generator().manual_seed(5)))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(*draws)  # the values depend on the seed, not on the thread count
+    noise = draws[0].flatten()
+    assert abs(noise.mean()) < 0.01 and abs(noise.std() - 1) < 0.01
+    streams = noise.view(NOISE_STREAMS, -1)  # the per-stream generators are not copies
+    corr = torch.corrcoef(streams)
+    assert (corr - torch.eye(NOISE_STREAMS)).abs().max() < 0.05  # ~6 SE of 16 000 pairs
+    other = _add_noise(a, 1.0, torch.Generator().manual_seed(6))
+    assert not torch.equal(other, draws[0])
