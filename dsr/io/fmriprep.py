@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 from nilearn.interfaces.fmriprep import load_confounds
 from nilearn.maskers import NiftiLabelsMasker, NiftiMapsMasker
 
@@ -99,6 +100,97 @@ def _place_columns(signals, masker, kind, ids, nonfinite, run) -> tuple[np.ndarr
     return out, empty
 
 
+class _Atlas(NamedTuple):
+    """An atlas ready for one run: image, kind, region ids and names, notes of the space check."""
+
+    img: nib.Nifti1Image
+    kind: str
+    ids: list[int]
+    names: list[str]
+    notes: list[str]
+
+
+class _Confounds(NamedTuple):
+    """One run's confounds: table (T, C), censored volumes, nuisance regressors (T, P) + names."""
+
+    table: pd.DataFrame | None
+    censored: list[int]
+    nuisance: np.ndarray | None
+    nuisance_names: list[str]
+
+
+def _open_bold(run: FmriprepRun, tr_s: float | None) -> tuple[float, nib.Nifti1Image]:
+    """TR (s) and the 4-D BOLD image of a run, with missing files and wrong shapes as errors."""
+    if not run.bold.is_file():
+        raise DsrInputError(f"BOLD file {run.bold} not found")
+    tr = read_tr(run.sidecar, tr_s)
+    bold_img = nib.load(run.bold)
+    if bold_img.ndim != 4:
+        raise DsrInputError(f"BOLD {run.bold}: {bold_img.ndim}-D image; expected 4-D (x, y, z, T)")
+    return tr, bold_img
+
+
+def _open_atlas(atlas, labels, bold_img, run: FmriprepRun) -> _Atlas:
+    """Load the atlas and its names and check it against the BOLD grid, warning if resampled."""
+    atlas_img, kind = load_atlas(atlas)
+    ids = atlas_region_ids(atlas_img, kind)
+    names = read_label_names(labels, ids, kind)
+    notes = check_atlas_space(atlas_img, bold_img, atlas, run.bold)
+    for note in notes:
+        # stacklevel 3: the warning points at the caller of extract_fmriprep_subject
+        warnings.warn(note, UserWarning, stacklevel=3)
+    return _Atlas(atlas_img, kind, ids, names, notes)
+
+
+def _run_confounds(run: FmriprepRun, n_vol: int, strategy, mode: str, kwargs: dict) -> _Confounds:
+    """Confounds of one run by ``strategy``, with nuisance regressors in ``"nuisance"`` mode."""
+    table, censored = _load_run_confounds(run, n_vol, strategy, kwargs)
+    nuisance, nuisance_names = _nuisance(table) if mode == "nuisance" else (None, [])
+    return _Confounds(table, censored, nuisance, nuisance_names)
+
+
+def _fit_masker(atl: _Atlas, bold_img, regress, tr: float, filters: dict):
+    """Masker fitted on the run; returns it, the signals (T, n) and nilearn's warning messages."""
+    masker = MASKERS[atl.kind](atl.img, t_r=tr, **filters)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        signals = masker.fit_transform(bold_img, confounds=regress)
+    return masker, signals, [str(w.message) for w in caught]
+
+
+def _extraction_meta(
+    run, atlas, labels, tr, n_vol, atl: _Atlas, conf: _Confounds, *, empty, cleaning, messages
+) -> dict:
+    """JSON metadata of one extraction (everything but the non-stationarity screen)."""
+    cleaning = {
+        **cleaning,
+        "confound_columns": list(conf.table.columns) if conf.table is not None else [],
+        "nuisance_columns": conf.nuisance_names,
+        "censored_volumes": conf.censored,
+    }
+    return {
+        "subject": run.subject,
+        "run": run.name,
+        "source": "fmriprep",
+        "files": {
+            "bold": str(run.bold),
+            "sidecar": str(run.sidecar),
+            "confounds": str(run.confounds) if conf.table is not None else None,
+            "atlas": str(atlas),
+            "labels": str(labels) if labels else None,
+        },
+        "tr_s": tr,
+        "n_volumes": int(n_vol),
+        "atlas_kind": atl.kind,
+        "region_ids": atl.ids,
+        "region_names": atl.names,
+        "empty_regions": empty,
+        "cleaning": cleaning,
+        "atlas_resampled": bool(atl.notes),
+        "warnings": atl.notes + messages,
+    }
+
+
 def extract_fmriprep_subject(
     run: FmriprepRun | str | Path,
     atlas: str | Path,
@@ -146,76 +238,34 @@ def extract_fmriprep_subject(
     """
     run = run if isinstance(run, FmriprepRun) else run_from_path(run)
     check_choice("confounds_mode", confounds_mode, CONFOUNDS_MODES)
-    if not run.bold.is_file():
-        raise DsrInputError(f"BOLD file {run.bold} not found")
-    tr = read_tr(run.sidecar, tr_s)
-    bold_img = nib.load(run.bold)
-    if bold_img.ndim != 4:
-        raise DsrInputError(f"BOLD {run.bold}: {bold_img.ndim}-D image; expected 4-D (x, y, z, T)")
+    tr, bold_img = _open_bold(run, tr_s)
     n_vol = bold_img.shape[3]
-    atlas_img, kind = load_atlas(atlas)
-    ids = atlas_region_ids(atlas_img, kind)
-    names = read_label_names(labels, ids, kind)
-    notes = check_atlas_space(atlas_img, bold_img, atlas, run.bold)
-    for note in notes:
-        warnings.warn(note, UserWarning, stacklevel=2)
-
-    conf, excluded, nuisance, nuisance_names = None, [], None, []
+    atl = _open_atlas(atlas, labels, bold_img, run)
+    conf = _Confounds(None, [], None, [])
     if confounds_strategy:
         kwargs = {"motion": motion, "wm_csf": wm_csf, **(confound_kwargs or {})}
-        conf, excluded = _load_run_confounds(run, n_vol, confounds_strategy, kwargs)
-        if confounds_mode == "nuisance":
-            nuisance, nuisance_names = _nuisance(conf)
-
-    masker = MASKERS[kind](
-        atlas_img,
-        standardize="zscore_sample",
-        detrend=detrend,
-        low_pass=low_pass,
-        high_pass=high_pass,
-        t_r=tr,
-    )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        regress = conf if confounds_mode == "regress" else None
-        signals = masker.fit_transform(bold_img, confounds=regress)
-    messages = [str(w.message) for w in caught]
-    nonfinite = any("Non-finite" in m for m in messages)
-    ts, empty = _place_columns(signals, masker, kind, ids, nonfinite, run)
-    if len(empty) == len(ids):
-        raise DsrInputError(f"BOLD {run.bold}: every atlas region is empty; check atlas {atlas}")
-    meta = {
-        "subject": run.subject,
-        "run": run.name,
-        "source": "fmriprep",
-        "files": {
-            "bold": str(run.bold),
-            "sidecar": str(run.sidecar),
-            "confounds": str(run.confounds) if conf is not None else None,
-            "atlas": str(atlas),
-            "labels": str(labels) if labels else None,
-        },
-        "tr_s": tr,
-        "n_volumes": int(n_vol),
-        "atlas_kind": kind,
-        "region_ids": ids,
-        "region_names": names,
-        "empty_regions": empty,
-        "cleaning": {
-            "standardize": "zscore_sample",
-            "detrend": detrend,
-            "low_pass": low_pass,
-            "high_pass": high_pass,
-            "confounds_strategy": list(confounds_strategy or []),
-            "confounds_mode": confounds_mode,
-            "motion": motion,
-            "wm_csf": wm_csf,
-            "confound_columns": list(conf.columns) if conf is not None else [],
-            "nuisance_columns": nuisance_names,
-            "censored_volumes": excluded,
-        },
-        "atlas_resampled": bool(notes),
-        "warnings": notes + messages,
-        "nonstationarity": screen_nonstationarity(ts) if screen else None,
+        conf = _run_confounds(run, n_vol, confounds_strategy, confounds_mode, kwargs)
+    filters = {
+        "standardize": "zscore_sample",
+        "detrend": detrend,
+        "low_pass": low_pass,
+        "high_pass": high_pass,
     }
-    return ExtractionResult(ts.astype(np.float32), nuisance, meta)
+    regress = conf.table if confounds_mode == "regress" else None
+    masker, signals, messages = _fit_masker(atl, bold_img, regress, tr, filters)
+    nonfinite = any("Non-finite" in m for m in messages)
+    ts, empty = _place_columns(signals, masker, atl.kind, atl.ids, nonfinite, run)
+    if len(empty) == len(atl.ids):
+        raise DsrInputError(f"BOLD {run.bold}: every atlas region is empty; check atlas {atlas}")
+    cleaning = {
+        **filters,
+        "confounds_strategy": list(confounds_strategy or []),
+        "confounds_mode": confounds_mode,
+        "motion": motion,
+        "wm_csf": wm_csf,
+    }
+    meta = _extraction_meta(
+        run, atlas, labels, tr, n_vol, atl, conf, empty=empty, cleaning=cleaning, messages=messages
+    )
+    meta["nonstationarity"] = screen_nonstationarity(ts) if screen else None
+    return ExtractionResult(ts.astype(np.float32), conf.nuisance, meta)
