@@ -2,13 +2,14 @@
 
 ``write_demo_cohort`` writes an fMRIPrep-style BIDS-derivative folder whose subjects are Lorenz-63
 systems with subject-specific ρ, mixed into N regions, convolved with the SPM HRF, with planted
-head-motion effects and noise. ``write_calcium_demo`` writes a suite2p folder. The true largest
+head-motion effects and noise (``dsr.synthetic_calcium`` writes a suite2p folder). The true largest
 Lyapunov exponent is computed by the Benettin/QR method on the ODE's Jacobian.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import nibabel as nib
 import numpy as np
@@ -17,7 +18,7 @@ import pandas as pd
 from dsr._validation import check_positive
 from dsr.atomic import write_json
 from dsr.errors import DsrInputError
-from dsr.kernels import calcium_kernel, causal_convolve, spm_hrf
+from dsr.kernels import causal_convolve, spm_hrf
 from dsr.lorenz import BETA, SIGMA, lyapunov_max_lorenz, simulate_lorenz
 
 SPACE = "MNI152NLin2009cAsym"
@@ -89,16 +90,152 @@ def _confounds_table(motion, wm, csf, gs, dvars, tr_s) -> pd.DataFrame:
     return pd.concat([_expand(tissue), qc, _expand(mot), cosine], axis=1)
 
 
-def _subject_signals(rho, n_volumes, tr_s, time_unit_s, mixing, noise_sd, seed):
+class _Settings(NamedTuple):
+    """Acquisition and simulation settings shared by every subject of a demo cohort."""
+
+    tr_s: float
+    n_volumes: int
+    time_unit_s: float
+    motion_strength: float
+    noise_sd: float
+    drift_strength: float
+    seed: int
+
+
+class _Anatomy(NamedTuple):
+    """The cohort's 4 mm grid: affine (4, 4), atlas labels (G, G, G) and region names, brain mask,
+    voxel coordinates (V, 3) in [-0.5, 0.5], motion loadings (V, 6), baseline intensities (V,)."""
+
+    affine: np.ndarray
+    labels: np.ndarray
+    names: list[str]
+    brain: np.ndarray
+    coords: np.ndarray
+    gradients: np.ndarray
+    base: np.ndarray
+
+
+def _anatomy(labels: np.ndarray, rng) -> _Anatomy:
+    """Grid geometry around ``labels`` (G, G, G); draws the baseline intensities from ``rng``."""
+    grid = labels.shape[0]
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    affine[:3, 3] = -2.0 * (grid - 1)
+    names = [f"region{i + 1:02d}" for i in range(labels.max())]
+    brain = labels > 0
+    coords = np.argwhere(brain) / (grid - 1) - 0.5  # (V, 3) in [-0.5, 0.5]
+    gradients = 0.5 + np.concatenate([coords, coords[:, ::-1]], axis=1)  # (V, 6) motion loadings
+    base = 800 + 400 * rng.random(brain.sum())
+    return _Anatomy(affine, labels, names, brain, coords, gradients, base)
+
+
+def observe_lorenz(n: int, dt: float, rho: float, seed: int, kernel, readout):
+    """Lorenz-63 seen through a causal kernel, both writers' ground truth.
+
+    Simulates ``n + len(kernel) - 1`` samples (time step ``dt`` in Lorenz time units, standardised)
+    so that the convolution is warmed up, and returns the last n: the latent (n, 3) and
+    ``causal_convolve(readout(latent), kernel)`` (n, K), where ``readout`` maps (T, 3) to (T, K).
+    """
+    warm = len(kernel) - 1
+    latent = simulate_lorenz(n + warm, dt, rho, seed=seed)
+    return latent[warm:], causal_convolve(readout(latent), kernel)[warm:]
+
+
+def _subject_signals(rho, mixing, cfg: _Settings, seed):
     """Latent (T, 3) and clean region signals (T, N): Lorenz -> mixing -> causal HRF -> keep the
     band above fMRIPrep's 1/128 Hz cosine high-pass (as every analysis does) -> z-score."""
-    hrf = spm_hrf(tr_s)
-    warm = len(hrf) - 1
-    latent = simulate_lorenz(n_volumes + warm, tr_s / time_unit_s, rho, seed=seed)
-    regions = causal_convolve(latent @ mixing, hrf)[warm:]
-    basis = np.column_stack([np.ones(n_volumes), _cosines(n_volumes, tr_s)])
+    dt, hrf = cfg.tr_s / cfg.time_unit_s, spm_hrf(cfg.tr_s)
+    latent, regions = observe_lorenz(cfg.n_volumes, dt, rho, seed, hrf, lambda z: z @ mixing)
+    basis = np.column_stack([np.ones(cfg.n_volumes), _cosines(cfg.n_volumes, cfg.tr_s)])
     regions = regions - basis @ np.linalg.lstsq(basis, regions, rcond=None)[0]
-    return latent[warm:], regions / regions.std(0)
+    return latent, regions / regions.std(0)
+
+
+def _voxel_bold(regions, mz, anat: _Anatomy, cfg: _Settings, rng) -> np.ndarray:
+    """Voxel BOLD (T, V) from region signals (T, N) and z-scored motion (T, 6): region and voxel
+    noise, the motion effect and slow drift in the cosine band, as percent signal change."""
+    signal = regions + cfg.noise_sd * rng.normal(0, 1, regions.shape)  # (T, N)
+    vox = signal[:, anat.labels[anat.brain] - 1]  # (T, V)
+    motion_effect = cfg.motion_strength / np.sqrt(6) * mz @ anat.gradients.T  # (T, V)
+    vox += motion_effect + 0.5 * rng.normal(0, 1, vox.shape)
+    cos = _cosines(cfg.n_volumes, cfg.tr_s) * np.sqrt(cfg.n_volumes / 2)  # unit amplitude (T, K)
+    drift = cos @ rng.normal(0, 1, cos.shape[1]) / np.sqrt(cos.shape[1])  # (T,)
+    vox += cfg.drift_strength * drift[:, None] * (1 + anat.coords[:, 0])  # spatially smooth
+    return anat.base * (1 + 0.01 * vox)
+
+
+def _write_atlas(out: Path, anat: _Anatomy) -> None:
+    """``atlas/atlas-demo_dseg.{nii.gz,tsv}``: the label image and its index/name table."""
+    (out / "atlas").mkdir(parents=True, exist_ok=True)
+    labels = nib.Nifti1Image(anat.labels.astype(np.int16), anat.affine)
+    nib.save(labels, out / "atlas/atlas-demo_dseg.nii.gz")
+    pd.DataFrame({"index": range(1, len(anat.names) + 1), "name": anat.names}).to_csv(
+        out / "atlas/atlas-demo_dseg.tsv", sep="\t", index=False
+    )
+
+
+def _write_bold(bold: Path, bold_vox: np.ndarray, anat: _Anatomy, tr_s: float) -> None:
+    """The 4-D BOLD NIfTI from voxel series (T, V) and its ``RepetitionTime`` sidecar."""
+    data = np.zeros((*anat.labels.shape, len(bold_vox)), np.float32)
+    data[anat.brain] = bold_vox.T
+    img = nib.Nifti1Image(data, anat.affine)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header["pixdim"][4] = tr_s
+    nib.save(img, bold)
+    write_json(
+        bold.with_name(bold.name.replace(".nii.gz", ".json")),
+        {"RepetitionTime": tr_s, "TaskName": "rest", "SkullStripped": False},
+    )
+
+
+def _write_confounds(prefix: Path, motion, mz, bold_vox, tr_s: float, rng) -> None:
+    """``{prefix}_desc-confounds_timeseries.{tsv,json}``; WM/CSF follow the motion (T, 6)."""
+    n_volumes = len(motion)
+    wm = 0.5 * mz[:, :3].mean(1) + rng.normal(0, 1, n_volumes)
+    csf = 0.5 * mz[:, 3:].mean(1) + rng.normal(0, 1, n_volumes)
+    dvars = np.sqrt((np.diff(bold_vox, axis=0) ** 2).mean(1))
+    table = _confounds_table(motion, wm, csf, bold_vox.mean(1), dvars, tr_s)
+    name = f"{prefix}_desc-confounds_timeseries"
+    table.to_csv(f"{name}.tsv", sep="\t", index=False, na_rep="n/a", float_format="%.6g")
+    write_json(f"{name}.json", {})
+
+
+def _write_subject(out: Path, s: int, rho, lam, mixing, anat: _Anatomy, cfg: _Settings, rng):
+    """Simulate subject ``s`` (``lam``: its λ_max per Lorenz time unit) and write its BOLD,
+    confounds and ground truth; return its row of ``participants.tsv``."""
+    sub = f"sub-{s + 1:02d}"
+    latent, regions = _subject_signals(rho, mixing, cfg, cfg.seed + s)
+    motion = _motion(cfg.n_volumes, rng)
+    mz = (motion - motion.mean(0)) / motion.std(0)
+    bold_vox = _voxel_bold(regions, mz, anat, cfg, rng)
+    func = out / sub / "func"
+    func.mkdir(parents=True, exist_ok=True)
+    _write_bold(
+        func / f"{sub}_task-rest_space-{SPACE}_desc-preproc_bold.nii.gz", bold_vox, anat, cfg.tr_s
+    )
+    _write_confounds(func / f"{sub}_task-rest", motion, mz, bold_vox, cfg.tr_s, rng)
+    np.save(out / "ground_truth" / f"{sub}_latent.npy", latent.astype(np.float32))
+    np.save(out / "ground_truth" / f"{sub}_regions.npy", regions.astype(np.float32))
+    truth = {
+        "system": "lorenz63",
+        "sigma": SIGMA,
+        "rho": float(rho),
+        "beta": BETA,
+        "time_unit_s": cfg.time_unit_s,
+        "tr_s": cfg.tr_s,
+        "dt_per_volume": cfg.tr_s / cfg.time_unit_s,
+        "lambda_max_per_time_unit": float(lam),
+        "lambda_max_per_second": float(lam / cfg.time_unit_s),
+        "lambda_max_per_volume": float(lam * cfg.tr_s / cfg.time_unit_s),
+        "mixing": mixing.tolist(),
+        "noise_sd": cfg.noise_sd,
+        "motion_strength": cfg.motion_strength,
+        "region_names": anat.names,
+        "n_volumes": cfg.n_volumes,
+        "seed": cfg.seed,
+    }
+    write_json(out / "ground_truth" / f"{sub}.json", truth)
+    lam_s = truth["lambda_max_per_second"]
+    return {"participant_id": sub, "rho": float(rho), "lambda_max_per_s": lam_s}
 
 
 def write_demo_cohort(
@@ -131,18 +268,14 @@ def write_demo_cohort(
     """
     check_positive("n_subjects", n_subjects, integer=True)
     check_positive("n_volumes", n_volumes, integer=True)
+    cfg = _Settings(tr_s, n_volumes, time_unit_s, motion_strength, noise_sd, drift_strength, seed)
     out = Path(out_dir)
     rng = np.random.default_rng(seed)
-    affine = np.diag([4.0, 4.0, 4.0, 1.0])
-    affine[:3, 3] = -2.0 * (grid - 1)
     labels = _demo_atlas(n_regions, grid, rng)
-    names = [f"region{i + 1:02d}" for i in range(n_regions)]
-    (out / "atlas").mkdir(parents=True, exist_ok=True)
+    mixing = rng.normal(0, 1, (3, n_regions))
+    anat = _anatomy(labels, rng)
+    _write_atlas(out, anat)
     (out / "ground_truth").mkdir(exist_ok=True)
-    nib.save(nib.Nifti1Image(labels.astype(np.int16), affine), out / "atlas/atlas-demo_dseg.nii.gz")
-    pd.DataFrame({"index": range(1, n_regions + 1), "name": names}).to_csv(
-        out / "atlas/atlas-demo_dseg.tsv", sep="\t", index=False
-    )
     write_json(
         out / "dataset_description.json",
         {
@@ -152,143 +285,10 @@ def write_demo_cohort(
             "GeneratedBy": [{"Name": "dsr.synthetic.write_demo_cohort", "Version": "0.1.0"}],
         },
     )
-    mixing = rng.normal(0, 1, (3, n_regions))
     rhos = np.linspace(*rho_range, n_subjects)
     lam = lyapunov_max_lorenz(rhos, n_steps=lyapunov_steps, seed=seed)
-    brain = labels > 0
-    coords = np.argwhere(brain) / (grid - 1) - 0.5  # (V, 3) in [-0.5, 0.5]
-    gradients = 0.5 + np.concatenate([coords, coords[:, ::-1]], axis=1)  # (V, 6) motion loadings
-    base = 800 + 400 * rng.random(brain.sum())
-    rows = []
-    for s, rho in enumerate(rhos):
-        sub = f"sub-{s + 1:02d}"
-        latent, regions = _subject_signals(
-            rho, n_volumes, tr_s, time_unit_s, mixing, noise_sd, seed + s
-        )
-        motion = _motion(n_volumes, rng)
-        mz = (motion - motion.mean(0)) / motion.std(0)
-        signal = regions + noise_sd * rng.normal(0, 1, regions.shape)  # (T, N)
-        vox = signal[:, labels[brain] - 1]  # (T, V)
-        vox += motion_strength / np.sqrt(6) * mz @ gradients.T + 0.5 * rng.normal(0, 1, vox.shape)
-        cos = _cosines(n_volumes, tr_s) * np.sqrt(n_volumes / 2)  # unit-amplitude cosines (T, K)
-        drift = cos @ rng.normal(0, 1, cos.shape[1]) / np.sqrt(cos.shape[1])  # (T,)
-        vox += drift_strength * drift[:, None] * (1 + coords[:, 0])  # spatially smooth loading
-        bold_vox = base * (1 + 0.01 * vox)
-        data = np.zeros((grid, grid, grid, n_volumes), np.float32)
-        data[brain] = bold_vox.T
-        func = out / sub / "func"
-        func.mkdir(parents=True, exist_ok=True)
-        stem = f"{sub}_task-rest"
-        bold = func / f"{stem}_space-{SPACE}_desc-preproc_bold.nii.gz"
-        img = nib.Nifti1Image(data, affine)
-        img.header.set_xyzt_units("mm", "sec")
-        img.header["pixdim"][4] = tr_s
-        nib.save(img, bold)
-        write_json(
-            bold.with_name(bold.name.replace(".nii.gz", ".json")),
-            {"RepetitionTime": tr_s, "TaskName": "rest", "SkullStripped": False},
-        )
-        wm = 0.5 * mz[:, :3].mean(1) + rng.normal(0, 1, n_volumes)
-        csf = 0.5 * mz[:, 3:].mean(1) + rng.normal(0, 1, n_volumes)
-        dvars = np.sqrt((np.diff(bold_vox, axis=0) ** 2).mean(1))
-        table = _confounds_table(motion, wm, csf, bold_vox.mean(1), dvars, tr_s)
-        table.to_csv(
-            func / f"{stem}_desc-confounds_timeseries.tsv",
-            sep="\t",
-            index=False,
-            na_rep="n/a",
-            float_format="%.6g",
-        )
-        write_json(func / f"{stem}_desc-confounds_timeseries.json", {})
-        np.save(out / "ground_truth" / f"{sub}_latent.npy", latent.astype(np.float32))
-        np.save(out / "ground_truth" / f"{sub}_regions.npy", regions.astype(np.float32))
-        truth = {
-            "system": "lorenz63",
-            "sigma": SIGMA,
-            "rho": float(rho),
-            "beta": BETA,
-            "time_unit_s": time_unit_s,
-            "tr_s": tr_s,
-            "dt_per_volume": tr_s / time_unit_s,
-            "lambda_max_per_time_unit": float(lam[s]),
-            "lambda_max_per_second": float(lam[s] / time_unit_s),
-            "lambda_max_per_volume": float(lam[s] * tr_s / time_unit_s),
-            "mixing": mixing.tolist(),
-            "noise_sd": noise_sd,
-            "motion_strength": motion_strength,
-            "region_names": names,
-            "n_volumes": n_volumes,
-            "seed": seed,
-        }
-        write_json(out / "ground_truth" / f"{sub}.json", truth)
-        rows.append(
-            {
-                "participant_id": sub,
-                "rho": float(rho),
-                "lambda_max_per_s": truth["lambda_max_per_second"],
-            }
-        )
+    rows = [
+        _write_subject(out, s, rho, lam[s], mixing, anat, cfg, rng) for s, rho in enumerate(rhos)
+    ]
     pd.DataFrame(rows).to_csv(out / "participants.tsv", sep="\t", index=False)
-    return out
-
-
-def write_calcium_demo(
-    out_dir: str | Path,
-    *,
-    n_frames: int = 1200,
-    n_cells: int = 30,
-    n_noncells: int = 8,
-    fs_hz: float = 10.0,
-    tau_s: float = 0.7,
-    rho: float = 28.0,
-    time_unit_s: float = 2.0,
-    seed: int = 0,
-) -> Path:
-    """Write a suite2p folder ``plane0/{F,Fneu,iscell,ops}.npy`` driven by Lorenz-63.
-
-    Cells: ``F = F0 (1 + ΔF/F) + 0.7 Fneu + noise`` with ΔF/F the calcium-kernel convolution of
-    ``softplus(latent @ W)``; non-cells hold neuropil and noise only. Ground truth goes to
-    ``ground_truth/{latent,dff}.npy`` (T, 3) and (T, n_cells), dff columns in suite2p ROI order.
-    """
-    out = Path(out_dir)
-    plane = out / "plane0"
-    plane.mkdir(parents=True, exist_ok=True)
-    (out / "ground_truth").mkdir(exist_ok=True)
-    rng = np.random.default_rng(seed)
-    kernel = calcium_kernel(tau_s, fs_hz)
-    warm = len(kernel) - 1
-    latent = simulate_lorenz(n_frames + warm, 1.0 / (fs_hz * time_unit_s), rho, seed=seed)
-    drive = np.logaddexp(0.0, latent @ rng.normal(0, 1.5, (3, n_cells)) - 1.0)
-    dff = 0.5 * causal_convolve(drive, kernel)[warm:]
-    latent = latent[warm:]
-    n_rois = n_cells + n_noncells
-    neuropil = causal_convolve(rng.normal(0, 1, (n_frames, 1)), np.ones(50) / 50)[:, 0]
-    fneu = 300 + 30 * neuropil[:, None] + 5 * rng.normal(0, 1, (n_frames, n_rois))
-    f0 = rng.uniform(200, 600, n_rois)
-    act = np.concatenate([dff, np.zeros((n_frames, n_noncells))], axis=1)
-    f = f0 * (1 + act) + 0.7 * fneu + 3 * rng.normal(0, 1, (n_frames, n_rois))
-    order = rng.permutation(n_rois)  # cells and non-cells interleaved as in real output
-    iscell = np.zeros((n_rois, 2))
-    iscell[:, 0] = (order < n_cells).astype(float)
-    iscell[:, 1] = np.where(order < n_cells, 0.9, 0.1)
-    np.save(plane / "F.npy", f[:, order].T.astype(np.float32))  # suite2p: ROIs x T
-    np.save(plane / "Fneu.npy", fneu[:, order].T.astype(np.float32))
-    np.save(plane / "iscell.npy", iscell)
-    np.save(plane / "ops.npy", np.array({"fs": fs_hz, "nframes": n_frames, "tau": tau_s}))
-    np.save(out / "ground_truth" / "latent.npy", latent.astype(np.float32))
-    # columns in the order a reader returns the cells (file ROI order, cells only)
-    np.save(out / "ground_truth" / "dff.npy", dff[:, order[order < n_cells]].astype(np.float32))
-    write_json(
-        out / "ground_truth" / "calcium.json",
-        {
-            "system": "lorenz63",
-            "rho": rho,
-            "fs_hz": fs_hz,
-            "tau_s": tau_s,
-            "time_unit_s": time_unit_s,
-            "n_cells": n_cells,
-            "n_noncells": n_noncells,
-            "cell_rois": np.flatnonzero(order < n_cells).tolist(),
-        },
-    )
     return out
