@@ -226,6 +226,51 @@ def _per_model(a: np.ndarray | None, n_time: int, n_models: int, name: str) -> t
     return torch.from_numpy(np.ascontiguousarray(a))
 
 
+def _on_model(a: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    """``a`` on the device and in the dtype of the model parameter ``like``."""
+    return None if a is None else a.to(device=like.device, dtype=like.dtype)
+
+
+def _prediction_starts(n_time, n_steps, cut_left, cut_right, h) -> np.ndarray:
+    """Start indices ``[cut_left, T - max(cut_right, n))``; at least h of them, else an error."""
+    starts = np.arange(cut_left, n_time - max(cut_right, n_steps))
+    if starts.size < h:
+        raise DsrInputError(
+            f"only {starts.size} prediction starts for a kernel of length {h}; "
+            f"T = {n_time} is too short for n = {n_steps} and the edge cuts"
+        )
+    return starts
+
+
+def _iterate_from_starts(model, decoder, xd, rd, starts, n_steps, like) -> torch.Tensor:
+    """States ``d_u`` (E, S, M) from ``xd``, ``rd`` (T, E, F) at every start u, iterated n steps."""
+    sel = torch.as_tensor(starts)
+    z = decoder.initial_state(
+        _on_model(xd[sel].transpose(0, 1), like),
+        None if rd is None else _on_model(rd[sel].transpose(0, 1), like),
+    )
+    for _ in range(n_steps):
+        z = model.step(z)
+    return z
+
+
+def _decode_series(decoder, z, r_t, t0, like) -> torch.Tensor:
+    """Decode predictions (E, S, M) for times ``t0, t0 + 1, ...`` as one series through the
+    kernel with raw ``r_t`` (T, E, P); float64 (S - h + 1, E, N) on the CPU, from ``t0 + h - 1``."""
+    z_series = z.transpose(0, 1)[:, :, None]  # (S, E, 1, M)
+    r_win = None if r_t is None else _on_model(r_t[t0 : t0 + z.shape[1]], like)[:, :, None]
+    return decoder.decode(z_series, r_win)[:, :, 0].double().cpu()
+
+
+def _finite_mse(x_hat: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+    """MSE per model over the finite squared errors of (T, E, N) tensors; (E,), NaN if none."""
+    sq = (x_hat - target) ** 2
+    mask = torch.isfinite(sq)
+    count = mask.sum(dim=(0, 2))
+    mse = torch.where(mask, sq, 0.0).sum(dim=(0, 2)) / count.clamp(min=1)
+    return torch.where(count > 0, mse, torch.nan).numpy()
+
+
 @torch.no_grad()
 def prediction_error(
     model,
@@ -281,31 +326,10 @@ def prediction_error(
         for a, name in [(x, "x"), (x_deconv, "x_deconv"), (r, "r"), (r_deconv, "r_deconv")]
     )
     h = int(decoder.kernel_length)
-    starts = np.arange(cut_left, n_time - max(cut_right, n_steps))
-    if starts.size < h:
-        raise DsrInputError(
-            f"only {starts.size} prediction starts for a kernel of length {h}; "
-            f"T = {n_time} is too short for n = {n_steps} and the edge cuts"
-        )
-    dtype = next(model.parameters()).dtype
-    device = next(model.parameters()).device
-
-    def to_dev(a):
-        return None if a is None else a.to(device=device, dtype=dtype)
-
-    sel = torch.as_tensor(starts)
-    z = decoder.initial_state(
-        to_dev(xd[sel].transpose(0, 1)), None if rd is None else to_dev(rd[sel].transpose(0, 1))
-    )  # (E, S, M)
-    for _ in range(n_steps):
-        z = model.step(z)
-    z_series = z.transpose(0, 1)[:, :, None]  # (S, E, 1, M) at times starts + n
+    starts = _prediction_starts(n_time, n_steps, cut_left, cut_right, h)
+    like = next(model.parameters())
+    z = _iterate_from_starts(model, decoder, xd, rd, starts, n_steps, like)  # at starts + n
     t0 = int(starts[0]) + n_steps
-    r_win = None if r_t is None else to_dev(r_t[t0 : t0 + starts.size])[:, :, None]
-    x_hat = decoder.decode(z_series, r_win)[:, :, 0].double().cpu()  # times t0 + h - 1 ...
+    x_hat = _decode_series(decoder, z, r_t, t0, like)  # times t0 + h - 1 ...
     target = x_t[t0 + h - 1 : t0 + starts.size]  # ends at T - max(cut_right - n, 0)
-    sq = (x_hat - target) ** 2
-    mask = torch.isfinite(sq)
-    count = mask.sum(dim=(0, 2))
-    mse = torch.where(mask, sq, 0.0).sum(dim=(0, 2)) / count.clamp(min=1)
-    return torch.where(count > 0, mse, torch.nan).numpy()
+    return _finite_mse(x_hat, target)
