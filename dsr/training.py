@@ -19,13 +19,13 @@ from dsr._validation import (
     check_kernel,
     check_positive,
 )
-from dsr.checkpoint import load_checkpoint, save_checkpoint
+from dsr.checkpoint import save_checkpoint
 from dsr.ensemble import FittedEnsemble
 from dsr.errors import DsrInputError
-from dsr.gtf import gtf_loss
-from dsr.models import MODELS, make_model
-from dsr.observation import DECODERS, make_decoder
-from dsr.windows import prepare_cohort, sample_windows
+from dsr.models import MODELS
+from dsr.observation import DECODERS
+from dsr.train_state import TrainState
+from dsr.windows import prepare_cohort
 
 log = logging.getLogger(__name__)
 
@@ -85,19 +85,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise DsrInputError(
             f"'device' must be 'auto', 'cpu' or 'cuda[:i]'; got {device!r}"
         ) from exc
-
-
-def _clip_per_model(params: list[torch.Tensor], max_norm: float) -> None:
-    """Scale each model's gradient (leading axis E) to norm at most ``max_norm``."""
-    grads = [p.grad for p in params if p.grad is not None]
-    sq = sum(g.pow(2).flatten(1).sum(1) for g in grads)
-    scale = (max_norm / (sq.sqrt() + 1e-12)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
-
-
-def _finite_per_model(params: list[torch.Tensor]) -> torch.Tensor:
-    return torch.stack([torch.isfinite(p).flatten(1).all(1) for p in params]).all(0)
 
 
 def _fingerprint(config: TrainingConfig, seed: int, subject_ids, data) -> dict:
@@ -181,13 +168,34 @@ def fit_ensemble(
     )
     device = resolve_device(device)
     t_start = time.perf_counter()
-    state = _TrainState.new(config, data, kernel, confounds, n_restarts, seed, device)
+    state = TrainState.new(config, data, kernel, confounds, n_restarts, seed, device)
     decoder = state.decoder
     eff_kernel = np.asarray(kernel, dtype=np.float64) if decoder.kernel_length > 1 else np.ones(1)
     cohort = prepare_cohort(data, confounds, eff_kernel, config, subject_ids, device, torch.float32)
     model_subject = torch.arange(len(data), device=device).repeat_interleave(n_restarts)
     fingerprint = _fingerprint(config, seed, subject_ids, data)
     state.resume(checkpoint_dir, device, fingerprint)
+    _train(state, cohort, model_subject, config, checkpoint_dir, fingerprint)
+    hist = state.history.numpy()
+    return FittedEnsemble(
+        model=state.model,
+        decoder=decoder,
+        subject_ids=subject_ids,
+        model_subject=model_subject.cpu().numpy(),
+        model_restart=np.tile(np.arange(n_restarts), len(data)),
+        status=["diverged" if f else "ok" for f in state.failed.cpu().numpy()],
+        final_loss=_last_finite(hist),
+        loss_history=hist,
+        config={**dataclasses.asdict(config), "seed": seed},
+        kernel=eff_kernel,  # the kernel the decoder really uses ([1] for "standard")
+        wall_time_s=time.perf_counter() - t_start,
+        device=str(device),
+    )
+
+
+def _train(state: TrainState, cohort, model_subject, config, checkpoint_dir, fingerprint) -> None:
+    """Run the remaining epochs with progress logs; checkpoint every ``config.checkpoint_every``
+    epochs and after the last one (when ``checkpoint_dir`` is given)."""
     progress = _Progress(config.epochs, state.epoch)
     while state.epoch < config.epochs:
         epoch_loss = state.train_epoch(cohort, model_subject, config)
@@ -199,22 +207,11 @@ def fit_ensemble(
             and (state.epoch % every == 0 or state.epoch == config.epochs)
         ):
             save_checkpoint(checkpoint_dir, {"fingerprint": fingerprint, **state.state_dict()})
-    hist = state.history.numpy()
-    final = np.array([h[np.isfinite(h)][-1] if np.isfinite(h).any() else np.nan for h in hist.T])
-    return FittedEnsemble(
-        model=state.model,
-        decoder=decoder,
-        subject_ids=subject_ids,
-        model_subject=model_subject.cpu().numpy(),
-        model_restart=np.tile(np.arange(n_restarts), len(data)),
-        status=["diverged" if f else "ok" for f in state.failed.cpu().numpy()],
-        final_loss=final,
-        loss_history=hist,
-        config={**dataclasses.asdict(config), "seed": seed},
-        kernel=eff_kernel,  # the kernel the decoder really uses ([1] for "standard")
-        wall_time_s=time.perf_counter() - t_start,
-        device=str(device),
-    )
+
+
+def _last_finite(history: np.ndarray) -> np.ndarray:
+    """Last finite loss of every model (E,) in ``history`` (epochs, E); NaN if there is none."""
+    return np.array([h[np.isfinite(h)][-1] if np.isfinite(h).any() else np.nan for h in history.T])
 
 
 def _check_fit_inputs(data, kernel, confounds, subject_ids, n_restarts, config):
@@ -236,132 +233,3 @@ def _check_fit_inputs(data, kernel, confounds, subject_ids, n_restarts, config):
     if len(set(subject_ids)) != len(subject_ids) or len(subject_ids) != len(data):
         raise DsrInputError(f"subject ids must be unique, one per series; got {subject_ids}")
     return kernel, subject_ids
-
-
-@dataclasses.dataclass
-class _TrainState:
-    """Everything training changes: checkpointed as one dict and restored from it.
-
-    ``history`` (epochs, E) holds per-model epoch losses (NaN once failed), ``failed`` (E,) the
-    divergence flags, ``snapshot`` the last finite parameters of every model.
-    """
-
-    model: torch.nn.Module
-    decoder: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    rng: torch.Generator
-    history: torch.Tensor
-    failed: torch.Tensor
-    snapshot: list[torch.Tensor]
-    epoch: int = 0
-
-    @classmethod
-    def new(cls, config, data, kernel, confounds, n_restarts, seed, device) -> _TrainState:
-        """Fresh models (seeded on the CPU), RAdam with exponential decay, device generator."""
-        n_obs = np.asarray(data[0]).shape[-1] if np.asarray(data[0]).ndim == 2 else 1
-        n_latent = config.latent_dim or n_obs
-        n_conf = 0 if confounds is None else np.atleast_2d(np.asarray(confounds[0]).T).shape[0]
-        n_models = len(data) * n_restarts
-        init = torch.Generator().manual_seed(seed)
-        model = make_model(config.model, n_models, n_latent, config.hidden_dim, generator=init)
-        decoder = make_decoder(
-            config.decoder, n_models, n_obs, n_latent, kernel, n_conf, generator=init
-        )
-        model.to(device)
-        decoder.to(device)
-        params = [*model.parameters(), *decoder.parameters()]
-        optimizer = torch.optim.RAdam(params, lr=config.lr_start)
-        gamma = (config.lr_end / config.lr_start) ** (1.0 / config.epochs)
-        return cls(
-            model=model,
-            decoder=decoder,
-            optimizer=optimizer,
-            scheduler=torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma),
-            rng=torch.Generator(device).manual_seed(seed + 1),
-            history=torch.full((config.epochs, n_models), float("nan"), dtype=torch.float64),
-            failed=torch.zeros(n_models, dtype=torch.bool, device=device),
-            snapshot=[p.detach().clone() for p in params],
-        )
-
-    @property
-    def params(self) -> list[torch.Tensor]:
-        return [*self.model.parameters(), *self.decoder.parameters()]
-
-    def train_epoch(self, cohort, model_subject, config) -> torch.Tensor:
-        """One epoch of GTF batches; flags diverged models; returns the mean losses (E,)."""
-        params = self.params
-        epoch_loss = torch.zeros(len(self.failed), device=self.failed.device, dtype=torch.float64)
-        for _ in range(config.batches_per_epoch):
-            window = sample_windows(
-                cohort, model_subject, config.batch_size, config.seq_len, self.rng
-            )
-            loss = gtf_loss(
-                self.model, self.decoder, window, config.alpha, config.noise_sd, self.rng
-            )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.sum().backward()  # models are independent: each gets its own gradient
-            if config.grad_clip:
-                _clip_per_model(params, config.grad_clip)
-            self.optimizer.step()
-            epoch_loss += loss.detach()
-        self.scheduler.step()
-        epoch_loss /= config.batches_per_epoch
-        _flag_and_restore(params, self.snapshot, self.failed, epoch_loss, self.epoch)
-        self.history[self.epoch] = torch.where(self.failed, torch.nan, epoch_loss).cpu()
-        self.epoch += 1
-        return epoch_loss
-
-    def state_dict(self) -> dict:
-        return {
-            "epoch": self.epoch,
-            "model": self.model.state_dict(),
-            "decoder": self.decoder.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": self.rng.get_state(),
-            "history": self.history,
-            "failed": self.failed,
-            "snapshot": self.snapshot,
-        }
-
-    def resume(self, checkpoint_dir, device, fingerprint) -> None:
-        """Restore from ``checkpoint_dir`` if it holds a checkpoint of this very fit."""
-        saved = load_checkpoint(checkpoint_dir, device)
-        if saved is None:
-            return
-        if saved["fingerprint"] != fingerprint:
-            log.warning(
-                "checkpoint in %s belongs to another configuration or data; starting afresh",
-                checkpoint_dir,
-            )
-            return
-        self.model.load_state_dict(saved["model"])
-        self.decoder.load_state_dict(saved["decoder"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
-        self.rng.set_state(saved["rng"].cpu())
-        self.history.copy_(saved["history"])
-        self.failed.copy_(saved["failed"])
-        for s, value in zip(self.snapshot, saved["snapshot"], strict=True):
-            s.copy_(value)
-        self.epoch = saved["epoch"]
-        log.info("resumed from %s at epoch %d", checkpoint_dir, self.epoch)
-
-
-@torch.no_grad()
-def _flag_and_restore(params, snapshot, failed, epoch_loss, epoch) -> None:
-    """Flag models whose loss/parameters went non-finite; reset flagged models to their last good
-    parameters and refresh the snapshot of the others (all in place)."""
-    newly = ~failed & ~(torch.isfinite(epoch_loss) & _finite_per_model(params))
-    if newly.any():
-        log.warning(
-            "epoch %d: model(s) %s diverged (non-finite loss or parameters); they keep "
-            "their last finite parameters and the others train on",
-            epoch + 1,
-            torch.nonzero(newly).flatten().tolist(),
-        )
-        failed |= newly
-    for p, s in zip(params, snapshot, strict=True):
-        p[failed] = s[failed]
-        s[~failed] = p[~failed]

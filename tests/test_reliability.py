@@ -123,9 +123,9 @@ def test_sigkill_mid_run_resumes_to_identical_parameters(tmp_path):
 
 
 def test_diverged_model_is_flagged_and_others_train_on(tmp_path, monkeypatch, caplog):
-    import dsr.training as training
+    import dsr.train_state as train_state
 
-    real = training.make_model
+    real = train_state.make_model
 
     def corrupting(*args, **kwargs):
         model = real(*args, **kwargs)
@@ -133,7 +133,7 @@ def test_diverged_model_is_flagged_and_others_train_on(tmp_path, monkeypatch, ca
             model.A[1] = 50.0  # model 1 explodes within a few steps: loss non-finite
         return model
 
-    monkeypatch.setattr(training, "make_model", corrupting)
+    monkeypatch.setattr(train_state, "make_model", corrupting)
     fitted = fit_ensemble([_series()], make_kernel("hrf", tr_s=2.0), n_restarts=3, config=TINY)
     assert fitted.status == ["ok", "diverged", "ok"]
     assert "diverged" in caplog.text

@@ -122,10 +122,10 @@ def test_diverged_restart_flows_through_evaluate_and_report(subject, tmp_path, m
     """A restart that diverges is kept (last finite parameters), scored, and named in the report."""
     import torch
 
-    import dsr.training as training
+    import dsr.train_state as train_state
 
     root, truth = subject
-    real = training.make_model
+    real = train_state.make_model
 
     def corrupting(*args, **kwargs):
         model = real(*args, **kwargs)
@@ -133,7 +133,7 @@ def test_diverged_restart_flows_through_evaluate_and_report(subject, tmp_path, m
             model.A[1] = 50.0  # restart 1 explodes within a few steps
         return model
 
-    monkeypatch.setattr(training, "make_model", corrupting)
+    monkeypatch.setattr(train_state, "make_model", corrupting)
     _fit_and_evaluate(root / "extract", tmp_path)
     monkeypatch.undo()
     table = pd.read_csv(tmp_path / "evaluate" / "metrics.tsv", sep="\t")

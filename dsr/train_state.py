@@ -1,0 +1,165 @@
+"""The state of a GTF training run: models, optimiser, generator, losses and divergence flags.
+
+``TrainState`` advances one epoch at a time (``train_epoch``), is checkpointed as one dict
+(``state_dict``) and restored from it (``resume``). A model whose loss or parameters go non-finite
+is flagged and keeps its last finite parameters while the others train on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import torch
+
+from dsr.checkpoint import load_checkpoint
+from dsr.gtf import gtf_loss
+from dsr.models import make_model
+from dsr.observation import make_decoder
+from dsr.windows import sample_windows
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Everything training changes: checkpointed as one dict and restored from it.
+
+    ``history`` (epochs, E) holds per-model epoch losses (NaN once failed), ``failed`` (E,) the
+    divergence flags, ``snapshot`` the last finite parameters of every model.
+    """
+
+    model: torch.nn.Module
+    decoder: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    rng: torch.Generator
+    history: torch.Tensor
+    failed: torch.Tensor
+    snapshot: list[torch.Tensor]
+    epoch: int = 0
+
+    @classmethod
+    def new(cls, config, data, kernel, confounds, n_restarts, seed, device) -> TrainState:
+        """Fresh models (seeded on the CPU), RAdam with exponential decay, device generator;
+        ``config`` is a :class:`dsr.training.TrainingConfig`."""
+        n_obs = np.asarray(data[0]).shape[-1] if np.asarray(data[0]).ndim == 2 else 1
+        n_latent = config.latent_dim or n_obs
+        n_conf = 0 if confounds is None else np.atleast_2d(np.asarray(confounds[0]).T).shape[0]
+        n_models = len(data) * n_restarts
+        init = torch.Generator().manual_seed(seed)
+        model = make_model(config.model, n_models, n_latent, config.hidden_dim, generator=init)
+        decoder = make_decoder(
+            config.decoder, n_models, n_obs, n_latent, kernel, n_conf, generator=init
+        )
+        model.to(device)
+        decoder.to(device)
+        params = [*model.parameters(), *decoder.parameters()]
+        optimizer = torch.optim.RAdam(params, lr=config.lr_start)
+        gamma = (config.lr_end / config.lr_start) ** (1.0 / config.epochs)
+        return cls(
+            model=model,
+            decoder=decoder,
+            optimizer=optimizer,
+            scheduler=torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma),
+            rng=torch.Generator(device).manual_seed(seed + 1),
+            history=torch.full((config.epochs, n_models), float("nan"), dtype=torch.float64),
+            failed=torch.zeros(n_models, dtype=torch.bool, device=device),
+            snapshot=[p.detach().clone() for p in params],
+        )
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return [*self.model.parameters(), *self.decoder.parameters()]
+
+    def train_epoch(self, cohort, model_subject, config) -> torch.Tensor:
+        """One epoch of GTF batches; flags diverged models; returns the mean losses (E,)."""
+        params = self.params
+        epoch_loss = torch.zeros(len(self.failed), device=self.failed.device, dtype=torch.float64)
+        for _ in range(config.batches_per_epoch):
+            window = sample_windows(
+                cohort, model_subject, config.batch_size, config.seq_len, self.rng
+            )
+            loss = gtf_loss(
+                self.model, self.decoder, window, config.alpha, config.noise_sd, self.rng
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()  # models are independent: each gets its own gradient
+            if config.grad_clip:
+                _clip_per_model(params, config.grad_clip)
+            self.optimizer.step()
+            epoch_loss += loss.detach()
+        self.scheduler.step()
+        epoch_loss /= config.batches_per_epoch
+        _flag_and_restore(params, self.snapshot, self.failed, epoch_loss, self.epoch)
+        self.history[self.epoch] = torch.where(self.failed, torch.nan, epoch_loss).cpu()
+        self.epoch += 1
+        return epoch_loss
+
+    def state_dict(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "decoder": self.decoder.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": self.rng.get_state(),
+            "history": self.history,
+            "failed": self.failed,
+            "snapshot": self.snapshot,
+        }
+
+    def resume(self, checkpoint_dir, device, fingerprint) -> None:
+        """Restore from ``checkpoint_dir`` if it holds a checkpoint of this very fit."""
+        saved = load_checkpoint(checkpoint_dir, device)
+        if saved is None:
+            return
+        if saved["fingerprint"] != fingerprint:
+            log.warning(
+                "checkpoint in %s belongs to another configuration or data; starting afresh",
+                checkpoint_dir,
+            )
+            return
+        self.model.load_state_dict(saved["model"])
+        self.decoder.load_state_dict(saved["decoder"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.rng.set_state(saved["rng"].cpu())
+        self.history.copy_(saved["history"])
+        self.failed.copy_(saved["failed"])
+        for s, value in zip(self.snapshot, saved["snapshot"], strict=True):
+            s.copy_(value)
+        self.epoch = saved["epoch"]
+        log.info("resumed from %s at epoch %d", checkpoint_dir, self.epoch)
+
+
+@torch.no_grad()
+def _flag_and_restore(params, snapshot, failed, epoch_loss, epoch) -> None:
+    """Flag models whose loss/parameters went non-finite; reset flagged models to their last good
+    parameters and refresh the snapshot of the others (all in place)."""
+    newly = ~failed & ~(torch.isfinite(epoch_loss) & _finite_per_model(params))
+    if newly.any():
+        log.warning(
+            "epoch %d: model(s) %s diverged (non-finite loss or parameters); they keep "
+            "their last finite parameters and the others train on",
+            epoch + 1,
+            torch.nonzero(newly).flatten().tolist(),
+        )
+        failed |= newly
+    for p, s in zip(params, snapshot, strict=True):
+        p[failed] = s[failed]
+        s[~failed] = p[~failed]
+
+
+def _clip_per_model(params: list[torch.Tensor], max_norm: float) -> None:
+    """Scale each model's gradient (leading axis E) to norm at most ``max_norm``."""
+    grads = [p.grad for p in params if p.grad is not None]
+    sq = sum(g.pow(2).flatten(1).sum(1) for g in grads)
+    scale = (max_norm / (sq.sqrt() + 1e-12)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
+
+
+def _finite_per_model(params: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([torch.isfinite(p).flatten(1).all(1) for p in params]).all(0)
