@@ -20,9 +20,10 @@ import torch
 
 import dsr.lyapunov as dyn
 from dsr.kernels import make_kernel
-from dsr.metrics import power_spectrum_error, prediction_error, state_space_divergence
+from dsr.metrics import power_spectrum_error, state_space_divergence
 from dsr.models import make_model
 from dsr.observation import make_decoder
+from dsr.prediction import prediction_error
 
 
 def _householder(q):

@@ -24,7 +24,8 @@ from dsr.deconvolution import edge_samples, sliding_deconvolve, wiener_deconvolv
 from dsr.ensemble import load_ensemble
 from dsr.errors import DsrInputError
 from dsr.lyapunov import kaplan_yorke_dimension, lyapunov_spectrum, per_second
-from dsr.metrics import power_spectrum_error, prediction_error, state_space_divergence
+from dsr.metrics import power_spectrum_error, state_space_divergence
+from dsr.prediction import prediction_error
 from dsr.selection import select_models, summarise
 from dsr.windows import pad_stack
 

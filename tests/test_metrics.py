@@ -1,13 +1,14 @@
-"""Known answers and error paths of dsr.metrics (D_stsp, D_H, PE_n)."""
+"""Known answers and error paths of dsr.metrics (D_stsp, D_H) and dsr.prediction (PE_n)."""
 
 import numpy as np
 import pytest
 import torch
 
 from dsr.errors import DsrInputError
-from dsr.metrics import power_spectrum_error, prediction_error, state_space_divergence
+from dsr.metrics import power_spectrum_error, state_space_divergence
 from dsr.models import make_model
 from dsr.observation import make_decoder
+from dsr.prediction import prediction_error
 
 
 @pytest.fixture

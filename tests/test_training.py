@@ -11,7 +11,7 @@ from dsr.examples import limit_cycle_plrnn, simulate_convolved, simulate_latent
 from dsr.gtf import NOISE_STREAMS, _add_noise, gtf_rollout, masked_mse
 from dsr.kernels import spm_hrf
 from dsr.lyapunov import max_lyapunov_exponent
-from dsr.metrics import prediction_error
+from dsr.prediction import prediction_error
 from dsr.training import TrainingConfig, fit_ensemble
 
 KERNEL = spm_hrf(0.5)  # 65 samples
