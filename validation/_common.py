@@ -119,9 +119,9 @@ def latent_free_runs(fitted, data_train, n_steps, n_traj=10, sd=0.01, seed=0):
     h = dec.kernel_length
     cl, cr = edge_samples(cfg["cut_left"], h), edge_samples(cfg["cut_right"], h)
     idx = np.asarray(fitted.model_subject)
-    xd = np.stack([wiener_deconvolve(x, kernel, cfg["noise_floor"], cl, cr) for x in data_train], 1)[
-        :, idx
-    ]  # (T, E, N)
+    xd = np.stack(
+        [wiener_deconvolve(x, kernel, cfg["noise_floor"], cl, cr) for x in data_train], 1
+    )[:, idx]  # (T, E, N)
     d = dec.forcing(torch.from_numpy(xd)[:, :, None])[:, :, 0]  # (T, E, M)
     g = torch.Generator().manual_seed(seed)
     z0 = d[cl][:, None] + sd * torch.randn(

@@ -6,7 +6,7 @@ By default reuses the TR 0.5 convSSM ensemble saved by lorenz_benchmark.py
 fits a fresh ensemble (datasets × restarts, one ensemble). Spectra: Benettin QR with the analytic
 Jacobian, 4 initial states per model taken from the data (B⁺x^deconv at cut_left, perturbed),
 ``--steps`` steps after a 10 % transient, float64. The true λ_max is recomputed with
-``dsr.synthetic.lyapunov_max_lorenz``.
+``dsr.lorenz.lyapunov_max_lorenz``.
 
     python validation/lorenz_lambda.py                 # reuse benchmark models (~1 min)
     python validation/lorenz_lambda.py --refit --full  # 10 datasets x 10 restarts, 1000 epochs
