@@ -79,7 +79,7 @@ def test_subject_report_is_self_contained(subject):
     assert html.count("<tr") > 3  # metric table, one row per model
 
 
-def test_shown_models_fall_back_to_best_dstsp():
+def test_shown_models_best_dstsp_first():
     table = pd.DataFrame(
         {
             "model": [0, 1, 2],
@@ -89,7 +89,9 @@ def test_shown_models_fall_back_to_best_dstsp():
         }
     )
     assert shown_models(table, 5) == ([2, 0], False)
-    table["selected"] = [True, False, True]
+    table["selected"] = [True, False, True]  # selected ones in D_stsp order, not D_H order
+    assert shown_models(table, 5) == ([2, 0], True)
+    table["selected"] = [True, False, False]
     assert shown_models(table, 1) == ([0], True)
 
 

@@ -45,8 +45,11 @@ def _read_json(path) -> dict:
 
 
 def shown_models(table: pd.DataFrame, n_show: int) -> tuple[list[int], bool]:
-    """Models to draw: the selected ones (best D_H first), else the best finite by D_stsp."""
-    sel = table[table["selected"].astype(bool)].sort_values("dh_train")
+    """Models to draw: the selected ones, else all finite ones — best D_stsp first either way.
+
+    The figures show state-space geometry, so the order is by D_stsp; ordering the selected set by
+    D_H put fixed-point models first in the demo (a flat run can have a low D_H)."""
+    sel = table[table["selected"].astype(bool)].sort_values(["dstsp_train", "dh_train"])
     if len(sel):
         return [int(m) for m in sel["model"][:n_show]], True
     ok = table[np.isfinite(table["dstsp_train"])].sort_values("dstsp_train")
