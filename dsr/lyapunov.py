@@ -7,6 +7,7 @@ Everything is batched over the ensemble axis E and over initial conditions B: st
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -15,6 +16,9 @@ import torch
 from dsr._validation import check_positive
 from dsr.errors import DsrInputError
 from dsr.models import _tune_allocator
+from dsr.progress import Progress
+
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -61,6 +65,7 @@ def qr_lyapunov(
     q = eye.expand(*z.shape, z.shape[-1]).contiguous()
     total = torch.zeros_like(z)
     n_total = transient + n_steps
+    progress = Progress(log, f"Lyapunov step ({z.shape[:-1].numel()} trajectories)", n_total)
     for t in range(n_total):
         q = jacobian_fn(z) @ q
         z = step_fn(z)
@@ -68,6 +73,7 @@ def qr_lyapunov(
             q, r_diag = _orthonormalize(q)
             if t >= transient:
                 total += torch.log(r_diag)
+        progress.update(t + 1)
     return torch.sort(total / n_steps, dim=-1, descending=True).values
 
 

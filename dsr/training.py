@@ -7,6 +7,7 @@ model sees its own subject's data, keeps its own loss, and is flagged (not fatal
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from dsr.ensemble import FittedEnsemble
 from dsr.errors import DsrInputError
 from dsr.models import MODELS
 from dsr.observation import DECODERS
+from dsr.progress import Progress
 from dsr.train_state import TrainState
 from dsr.windows import prepare_cohort
 
@@ -98,33 +100,6 @@ def _fingerprint(config: TrainingConfig, seed: int, subject_ids, data) -> dict:
     }
 
 
-class _Progress:
-    """Logs epoch, loss and ETA at most every ``interval_s`` seconds (and at the last epoch)."""
-
-    def __init__(self, total: int, start_epoch: int, interval_s: float = 10.0) -> None:
-        self.total, self.start_epoch, self.interval_s = total, start_epoch, interval_s
-        self.t0 = self.last = time.perf_counter()
-
-    def update(self, epoch: int, loss: torch.Tensor, failed: torch.Tensor) -> None:
-        now = time.perf_counter()
-        if now - self.last < self.interval_s and epoch + 1 < self.total:
-            return
-        self.last = now
-        done = epoch + 1 - self.start_epoch
-        eta = (now - self.t0) / max(done, 1) * (self.total - epoch - 1)
-        ok = loss[~failed]
-        med = float(ok.median()) if ok.numel() else float("nan")
-        log.info(
-            "epoch %d/%d  median loss %.4g  failed %d/%d  ETA %s",
-            epoch + 1,
-            self.total,
-            med,
-            int(failed.sum()),
-            len(failed),
-            time.strftime("%H:%M:%S", time.gmtime(eta)),
-        )
-
-
 def fit_ensemble(
     data: Sequence[np.ndarray],
     kernel: np.ndarray,
@@ -196,10 +171,10 @@ def fit_ensemble(
 def _train(state: TrainState, cohort, model_subject, config, checkpoint_dir, fingerprint) -> None:
     """Run the remaining epochs with progress logs; checkpoint every ``config.checkpoint_every``
     epochs and after the last one (when ``checkpoint_dir`` is given)."""
-    progress = _Progress(config.epochs, state.epoch)
+    progress = Progress(log, "epoch", config.epochs, state.epoch)
     while state.epoch < config.epochs:
         epoch_loss = state.train_epoch(cohort, model_subject, config)
-        progress.update(state.epoch - 1, epoch_loss, state.failed)
+        progress.update(state.epoch, functools.partial(_loss_summary, epoch_loss, state.failed))
         every = config.checkpoint_every
         if (
             checkpoint_dir is not None
@@ -207,6 +182,13 @@ def _train(state: TrainState, cohort, model_subject, config, checkpoint_dir, fin
             and (state.epoch % every == 0 or state.epoch == config.epochs)
         ):
             save_checkpoint(checkpoint_dir, {"fingerprint": fingerprint, **state.state_dict()})
+
+
+def _loss_summary(loss: torch.Tensor, failed: torch.Tensor) -> str:
+    """Median loss of the models still training and the count of failed ones."""
+    ok = loss[~failed]
+    median = float(ok.median()) if ok.numel() else float("nan")
+    return f"median loss {median:.4g}  failed {int(failed.sum())}/{len(failed)}"
 
 
 def _last_finite(history: np.ndarray) -> np.ndarray:
