@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from dsr.models import _tune_allocator
+from dsr._allocator import tune_allocator
 
 SPARSE_FORCING_INTERVAL = 16
 
@@ -76,7 +76,7 @@ class _MaskedMSE(torch.autograd.Function):
 
 def gtf_loss(model, decoder, window, alpha: float, noise_sd: float, generator) -> torch.Tensor:
     """Per-model GTF training loss ``(E,)`` on one batch of windows (noise-augmented)."""
-    _tune_allocator()
+    tune_allocator()
     x, x_deconv, r, r_deconv = window
     x = x[decoder.kernel_length :]  # the only samples the loss sees
     if noise_sd > 0:  # noise drawn only where it is used, added in place into the noise buffer

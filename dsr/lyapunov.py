@@ -13,9 +13,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from dsr._allocator import tune_allocator
 from dsr._validation import check_positive
 from dsr.errors import DsrInputError
-from dsr.models import _tune_allocator
 from dsr.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def qr_lyapunov(
     if isinstance(transient, bool) or not isinstance(transient, int) or transient < 0:
         raise DsrInputError(f"'transient' must be an integer >= 0; got {transient!r}")
     check_positive("qr_every", qr_every, integer=True)
-    _tune_allocator()
+    tune_allocator()
     z = z0
     eye = torch.eye(z.shape[-1], dtype=z.dtype, device=z.device)
     q = eye.expand(*z.shape, z.shape[-1]).contiguous()

@@ -18,8 +18,9 @@ import torch
 from dsr.atomic import write_json
 from dsr.cli import main, write_fit_outputs
 from dsr.kernels import make_kernel
-from dsr.models import _ForcedRollout, make_model
+from dsr.models import make_model
 from dsr.observation import causal_valid_convolution
+from dsr.rollout import ForcedRollout
 from dsr.training import TrainingConfig, fit_ensemble
 
 TINY = TrainingConfig(
@@ -67,7 +68,7 @@ def test_fused_rollout_matches_autograd_reference(name, n_forced):
     leaves = [p.detach().clone().requires_grad_() for p in params]
 
     def f(z, A, W1, W2, h1, h2):
-        return _ForcedRollout.apply(z, keep, target, A, W1, W2, h1, h2, name == "cshPLRNN")
+        return ForcedRollout.apply(z, keep, target, A, W1, W2, h1, h2, name == "cshPLRNN")
 
     assert torch.autograd.gradcheck(f, leaves)
 
