@@ -32,6 +32,7 @@ from dsr.deconvolution import edge_samples, wiener_deconvolve
 from dsr.examples import simulate_convolved
 from dsr.lorenz import simulate_lorenz
 from dsr.metrics import state_space_divergence
+from dsr.training import TrainingConfig, fit_ensemble
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
@@ -73,6 +74,30 @@ def setup(args) -> None:
     if args.lr_end is None:
         args.lr_end = 1e-6 if args.full else 1e-4
     OUT.mkdir(exist_ok=True)
+
+
+def fit(args, data, kernel, subject_ids, device, **config):
+    """``fit_ensemble`` with the settings every validation run shares: epochs, batches, restarts,
+    final learning rate and seed from the command line, per-model gradient clip 10 (see
+    RESULTS.md: without it one exploding model crashes the ensemble), no checkpoints; ``config``
+    holds the script's own ``TrainingConfig`` fields."""
+    cfg = TrainingConfig(
+        epochs=args.epochs,
+        batches_per_epoch=args.batches,
+        grad_clip=10.0,
+        lr_end=args.lr_end,
+        checkpoint_every=0,
+        **config,
+    )
+    return fit_ensemble(
+        data,
+        kernel,
+        subject_ids=subject_ids,
+        n_restarts=args.restarts,
+        config=cfg,
+        seed=args.seed,
+        device=device,
+    )
 
 
 def machine(device: str) -> str:

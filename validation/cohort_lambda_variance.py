@@ -32,7 +32,7 @@ from dsr.io.fmriprep import extract_fmriprep_subject
 from dsr.kernels import spm_hrf
 from dsr.selection import select_models
 from dsr.synthetic import SPACE, write_demo_cohort
-from dsr.training import TrainingConfig, fit_ensemble, resolve_device
+from dsr.training import resolve_device
 
 TR = 1.4
 
@@ -85,22 +85,7 @@ def main():
             truth.append(json.loads((root / "ground_truth" / f"{sid}.json").read_text()))
     print(f"[{timer():.0f}s] cohort written and extracted: {[d.shape for d in data]}", flush=True)
     kernel = spm_hrf(TR)
-    cfg = TrainingConfig(
-        epochs=a.epochs,
-        batches_per_epoch=a.batches,
-        grad_clip=10.0,
-        lr_end=a.lr_end,
-        checkpoint_every=0,
-    )
-    fitted = fit_ensemble(
-        data,
-        kernel,
-        subject_ids=sids,
-        n_restarts=a.restarts,
-        config=cfg,
-        seed=a.seed,
-        device=device,
-    )
+    fitted = C.fit(a, data, kernel, sids, device)
     print(
         f"[{timer():.0f}s] trained {fitted.n_models} models in {fitted.wall_time_s:.0f}s",
         flush=True,

@@ -27,7 +27,7 @@ import pandas as pd
 from dsr.ensemble import save_ensemble
 from dsr.evaluation import SubjectData, evaluate_ensemble
 from dsr.kernels import spm_hrf
-from dsr.training import TrainingConfig, fit_ensemble, resolve_device
+from dsr.training import resolve_device
 
 METHODS = {
     "convSSM": dict(decoder="convolved", alpha=0.1),
@@ -91,26 +91,18 @@ def run_condition(a, tr, device, timer):
     frames = []
     for name in a.methods:
         m = METHODS[name]
-        cfg = TrainingConfig(
+        # the standard SSM keeps (and is evaluated with) the kernel [1]
+        fitted = C.fit(
+            a,
+            x_tr,
+            kernel,
+            sids,
+            device,
             model="shPLRNN",
             latent_dim=3,
             hidden_dim=50,
-            epochs=a.epochs,
-            batches_per_epoch=a.batches,
             seq_len=seq_len,
-            lr_end=a.lr_end,
-            grad_clip=10.0,  # see RESULTS.md: without it one exploding model crashes the ensemble
-            checkpoint_every=0,
             **m,
-        )
-        fitted = fit_ensemble(  # the standard SSM keeps (and is evaluated with) the kernel [1]
-            x_tr,
-            kernel,
-            subject_ids=sids,
-            n_restarts=a.restarts,
-            config=cfg,
-            seed=a.seed,
-            device=device,
         )
         train_s = fitted.wall_time_s
         if tr == 0.5 and name == "convSSM":

@@ -24,7 +24,7 @@ from dsr.ensemble import load_ensemble
 from dsr.kernels import spm_hrf
 from dsr.lorenz import lyapunov_max_lorenz
 from dsr.lyapunov import lyapunov_spectrum
-from dsr.training import TrainingConfig, fit_ensemble, resolve_device
+from dsr.training import resolve_device
 
 TR = 0.5
 SAVED = C.OUT / "lorenz_tr0.5_convSSM.pt"
@@ -77,26 +77,17 @@ def main():
                 )
                 sids.append(sid)
                 noise_of[sid] = sd
-        cfg = TrainingConfig(
+        fitted = C.fit(
+            a,
+            x_tr,
+            kernel,
+            sids,
+            device,
             model="shPLRNN",
             latent_dim=3,
             hidden_dim=50,
             alpha=0.1,
-            epochs=a.epochs,
-            batches_per_epoch=a.batches,
             seq_len=200 if a.full else len(kernel) + 50,
-            grad_clip=10.0,
-            lr_end=a.lr_end,
-            checkpoint_every=0,
-        )
-        fitted = fit_ensemble(
-            x_tr,
-            kernel,
-            subject_ids=sids,
-            n_restarts=a.restarts,
-            config=cfg,
-            seed=a.seed,
-            device=device,
         )
         source = f"fitted here ({fitted.wall_time_s:.0f} s training)"
     _, d = C.latent_free_runs(fitted, x_tr, 2, n_traj=1)

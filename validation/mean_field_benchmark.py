@@ -19,7 +19,7 @@ from scipy import stats
 
 from dsr.evaluation import SubjectData, evaluate_ensemble
 from dsr.kernels import spm_hrf
-from dsr.training import TrainingConfig, fit_ensemble, resolve_device
+from dsr.training import resolve_device
 
 TR = 0.5
 
@@ -59,25 +59,16 @@ def main():
     print(f"[{timer():.0f}s] simulated {a.sets} networks", flush=True)
     frames = []
     for name, dec in [("convSSM", "convolved"), ("standardSSM", "standard")]:
-        cfg = TrainingConfig(
+        fitted = C.fit(
+            a,
+            x_tr,
+            kernel,
+            sids,
+            device,
             decoder=dec,
             alpha=0.1,
             hidden_dim=50,
-            epochs=a.epochs,
-            batches_per_epoch=a.batches,
             seq_len=200 if a.full else h + 50,
-            grad_clip=10.0,
-            checkpoint_every=0,
-            lr_end=a.lr_end,
-        )
-        fitted = fit_ensemble(
-            x_tr,
-            kernel,
-            subject_ids=sids,
-            n_restarts=a.restarts,
-            config=cfg,
-            seed=a.seed,
-            device=device,
         )
         ev = evaluate_ensemble(
             fitted,
