@@ -40,7 +40,7 @@ def gtf_rollout(model, decoder, x_deconv, r_deconv, alpha: float) -> torch.Tenso
     weight = _forcing_weights(d, alpha, sparse)
     target = torch.nan_to_num(d, 0.0, 0.0, 0.0).mul_(weight)  # α d_t, 0 where not forced
     keep = torch.sub(1.0, weight)
-    z = decoder.initial_state(x_deconv[0], None if r_deconv is None else r_deconv[0])
+    z = decoder.state_from_forcing(d[0])  # = decoder.initial_state(x_deconv[0], r_deconv[0])
     return model.forced_rollout(z, keep[1:], target[1:, ..., :n_forced])
 
 

@@ -170,7 +170,11 @@ class LinearDecoder(nn.Module):
     def initial_state(self, x_deconv0: torch.Tensor, r_deconv0: torch.Tensor | None = None):
         """Initial latent state ``(E, B, M)`` from the first deconvolved sample ``(E, B, N)``."""
         r0 = None if r_deconv0 is None else r_deconv0[None]
-        return self.forcing(x_deconv0[None], r0)[0]
+        return self.state_from_forcing(self.forcing(x_deconv0[None], r0)[0])
+
+    def state_from_forcing(self, d0: torch.Tensor) -> torch.Tensor:
+        """Latent state ``(E, B, M)`` from a forcing sample ``d0`` ``(E, B, D)``: ``d0`` itself."""
+        return d0
 
 
 class ConvolvedDecoder(LinearDecoder):
@@ -222,9 +226,9 @@ class IdentityDecoder(LinearDecoder):
     def forcing(self, x_deconv, r_deconv=None):
         return x_deconv - self._nuisance(r_deconv)
 
-    def initial_state(self, x_deconv0, r_deconv0=None):
-        head = self.forcing(x_deconv0[None], None if r_deconv0 is None else r_deconv0[None])[0]
-        return torch.cat([head, torch.einsum("ekn,ebn->ebk", self.L, head)], dim=-1)
+    def state_from_forcing(self, d0):
+        """``[d0; L d0]``: the unobserved latents are a trained linear map of the observed ones."""
+        return torch.cat([d0, torch.einsum("ekn,ebn->ebk", self.L, d0)], dim=-1)
 
 
 DECODERS = {"convolved": ConvolvedDecoder, "standard": StandardDecoder, "identity": IdentityDecoder}
