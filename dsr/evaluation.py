@@ -8,7 +8,6 @@ subjects of different length are NaN-padded on the time axis.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import warnings
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from dsr.ensemble import load_ensemble
 from dsr.errors import DsrInputError
 from dsr.lyapunov import kaplan_yorke_dimension, lyapunov_spectrum, per_second
 from dsr.metrics import power_spectrum_error, state_space_divergence
+from dsr.models import analysis_copy
 from dsr.prediction import prediction_error
 from dsr.selection import select_models, summarise
 from dsr.windows import pad_stack
@@ -101,8 +101,8 @@ def _analysis_setup(fitted):
     kernel, cfg = np.asarray(fitted.kernel), fitted.config
     h = len(kernel)
     cuts = edge_samples(cfg.get("cut_left", 0.25), h), edge_samples(cfg.get("cut_right", 0.5), h)
-    model = copy.deepcopy(fitted.model).double().cpu().requires_grad_(False)
-    decoder = copy.deepcopy(fitted.decoder).double().cpu().requires_grad_(False)
+    model = analysis_copy(fitted.model, torch.float64, "cpu")
+    decoder = analysis_copy(fitted.decoder, torch.float64, "cpu")
     return model, decoder, kernel, cfg.get("noise_floor", 1e-5), *cuts
 
 

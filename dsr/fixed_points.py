@@ -6,13 +6,13 @@ All models and candidate orbits are solved as one batch, in float64: candidate p
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from dsr._validation import check_positive
+from dsr.models import analysis_copy
 
 
 @dataclass
@@ -121,7 +121,7 @@ def fixed_points_and_cycles(
     check_positive("max_order", max_order, integer=True)
     check_positive("n_initial_regions", n_initial_regions, integer=True)
     check_positive("max_iter", max_iter, integer=True)
-    m = copy.deepcopy(model).to(torch.float64).requires_grad_(False).cpu()  # model untouched
+    m = analysis_copy(model, torch.float64, "cpu")
     gen = torch.Generator().manual_seed(seed)
     found = []
     for period in range(1, max_order + 1):

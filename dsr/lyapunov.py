@@ -6,7 +6,6 @@ Everything is batched over the ensemble axis E and over initial conditions B: st
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable
 
@@ -16,6 +15,7 @@ import torch
 from dsr._allocator import tune_allocator
 from dsr._validation import check_positive
 from dsr.errors import DsrInputError
+from dsr.models import analysis_copy
 from dsr.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -104,11 +104,6 @@ def _orthonormalize(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q, torch.diagonal(r, dim1=-2, dim2=-1).abs()
 
 
-def _analysis_copy(model, dtype: torch.dtype):
-    """A detached copy of the ensemble in ``dtype`` (the fitted model is left untouched)."""
-    return copy.deepcopy(model).to(dtype).requires_grad_(False)
-
-
 @torch.no_grad()
 def lyapunov_spectrum(
     model,
@@ -147,7 +142,7 @@ def lyapunov_spectrum(
     -------
     np.ndarray, shape (E, M), sorted descending; NaN for a model whose orbits all diverged.
     """
-    m = _analysis_copy(model, dtype)
+    m = analysis_copy(model, dtype)
     device = next(m.parameters()).device
     n_models, dim = m.n_models, m.latent_dim
     if z0 is None:

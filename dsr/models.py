@@ -6,6 +6,7 @@ batched tensor program steps them all. Latent states are ``(E, B, M)``: model, b
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -173,6 +174,14 @@ def make_model(
 def model_name(model: ShallowPLRNN) -> str:
     """Registry name of a model instance."""
     return next(k for k, v in MODELS.items() if type(model) is v)
+
+
+def analysis_copy(
+    module: nn.Module, dtype: torch.dtype = torch.float64, device: str | torch.device | None = None
+) -> nn.Module:
+    """A detached copy of an ensemble module (model or decoder) in ``dtype`` on ``device``
+    (default: where it is) for analysis; the fitted module is left untouched."""
+    return copy.deepcopy(module).to(device=device, dtype=dtype).requires_grad_(False)
 
 
 _FUSED = (ShallowPLRNN._activation, ClippedShallowPLRNN._activation)
