@@ -10,12 +10,12 @@ import time
 import numpy as np
 import torch
 
-from dsr.gtf import gtf_loss
-from dsr.kernels import make_kernel
-from dsr.models import make_model
-from dsr.observation import make_decoder
-from dsr.training import TrainingConfig, resolve_device
-from dsr.windows import prepare_cohort, sample_windows
+from dsr.models.decoders import make_decoder
+from dsr.models.plrnn import make_model
+from dsr.signal.kernels import make_kernel
+from dsr.training.gtf import gtf_loss
+from dsr.training.loop import TrainingConfig, resolve_device
+from dsr.training.windows import prepare_cohort, sample_windows
 
 LEMON = dict(n_obs=16, latent_dim=16, hidden_dim=50, seq_len=200, batch_size=16, tr_s=1.4)
 

@@ -18,12 +18,12 @@ import time
 import numpy as np
 import torch
 
-import dsr.lyapunov as dyn
-from dsr.kernels import make_kernel
-from dsr.metrics import power_spectrum_error, state_space_divergence
-from dsr.models import make_model
-from dsr.observation import make_decoder
-from dsr.prediction import prediction_error
+import dsr.analysis.lyapunov as dyn
+from dsr.analysis.metrics import power_spectrum_error, state_space_divergence
+from dsr.analysis.prediction import prediction_error
+from dsr.models.decoders import make_decoder
+from dsr.models.plrnn import make_model
+from dsr.signal.kernels import make_kernel
 
 
 def _householder(q):

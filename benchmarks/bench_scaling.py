@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from _harness import make_step, time_calls
 
-from dsr.kernels import make_kernel
+from dsr.signal.kernels import make_kernel
 
 BASE = dict(n_obs=16, latent_dim=16, hidden_dim=50, tr_s=1.4)
 SWEEPS = {

@@ -11,7 +11,7 @@ import statistics
 import torch
 from _harness import make_step, time_calls
 
-import dsr.models as models
+import dsr.models.plrnn as models
 
 
 def main() -> None:

@@ -16,14 +16,14 @@ import torch
 
 from dsr.atomic import write_json, write_text
 from dsr.errors import DsrError, DsrInputError
-from dsr.kernels import make_kernel
+from dsr.signal.kernels import make_kernel
 
 log = logging.getLogger("dsr")
 
 
 def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
-    from dsr.models import MODELS
-    from dsr.observation import DECODERS
+    from dsr.models.decoders import DECODERS
+    from dsr.models.plrnn import MODELS
 
     p.add_argument("data", type=Path, help="(T, N) series as .npy or .csv (time on axis 0)")
     unit = p.add_mutually_exclusive_group(required=True)
@@ -58,9 +58,9 @@ def _load_series(path: Path, zscore: bool) -> np.ndarray:
 
 
 def _run_fit(args: argparse.Namespace) -> None:
-    from dsr.ensemble import save_ensemble
     from dsr.io import load_array
-    from dsr.training import TrainingConfig, fit_ensemble
+    from dsr.training.ensemble import save_ensemble
+    from dsr.training.loop import TrainingConfig, fit_ensemble
 
     x = _load_series(args.data, zscore=not args.no_zscore)
     r = load_array(args.confounds) if args.confounds else None
@@ -160,7 +160,7 @@ def _add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
 def _run_evaluate(args: argparse.Namespace) -> None:
     import json
 
-    from dsr.evaluation import SubjectData, evaluate_run
+    from dsr.analysis.evaluation import SubjectData, evaluate_run
 
     fit_json = args.run_dir / "fit.json"
     if not fit_json.is_file():

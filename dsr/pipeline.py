@@ -14,17 +14,17 @@ import torch
 
 from dsr._validation import check_choice
 from dsr.atomic import write_json, write_npy, write_npz
-from dsr.cohort import run_cohort  # noqa: F401 (the cohort stage's entry point)
 from dsr.errors import DsrInputError
 from dsr.io import load_extraction
-from dsr.kernels import make_kernel
+from dsr.report.cohort import run_cohort  # noqa: F401 (the cohort stage's entry point)
+from dsr.signal.kernels import make_kernel
 
 log = logging.getLogger(__name__)
 
 
 def run_demo(out_dir, subjects: list[str], **kwargs) -> Path:
-    """Write the synthetic demo cohort (``dsr.synthetic.write_demo_cohort``) for ``subjects``."""
-    from dsr.synthetic import write_demo_cohort
+    """Write the synthetic demo cohort (``dsr.synthetic.fmriprep_demo.write_demo_cohort``) for ``subjects``."""
+    from dsr.synthetic.fmriprep_demo import write_demo_cohort
 
     expected = [f"sub-{i + 1:02d}" for i in range(len(subjects))]
     if list(subjects) != expected:
@@ -181,8 +181,8 @@ def run_fit(
     (``model.pt``, ``fit.json``, ``loss.tsv``). All subjects need the same N and sampling unit.
     """
     from dsr.cli import write_fit_outputs
-    from dsr.ensemble import save_ensemble
-    from dsr.training import TrainingConfig, fit_ensemble
+    from dsr.training.ensemble import save_ensemble
+    from dsr.training.loop import TrainingConfig, fit_ensemble
 
     torch.set_num_threads(max(1, int(threads)))
     loaded = [load_extraction(d) for d in extract_dirs]
@@ -220,14 +220,14 @@ def run_evaluate(fit_dir, extract_dir, out_dir, *, max_order: int = 2, threads: 
     """Evaluate one subject's ensemble and write metrics, spectra, fixed points and free runs.
 
     Writes ``metrics.tsv`` (one row per model), ``summary.json``, ``lyapunov.npy`` (E, M) via
-    :func:`dsr.evaluation.evaluate_run`, plus ``fixed_points.json`` (cycles up to ``max_order``
+    :func:`dsr.analysis.evaluation.evaluate_run`, plus ``fixed_points.json`` (cycles up to ``max_order``
     with eigenvalues and stability) and ``trajectories.npz`` (``x_gen`` (E, T, N), ``z_gen``).
-    ``kwargs`` go to :func:`dsr.evaluation.evaluate_ensemble` (``n_trajectories``, ``pe_steps``,
+    ``kwargs`` go to :func:`dsr.analysis.evaluation.evaluate_ensemble` (``n_trajectories``, ``pe_steps``,
     ``lyap_steps``, ...).
     """
-    from dsr.ensemble import load_ensemble
-    from dsr.evaluation import SubjectData, evaluate_run, free_runs
-    from dsr.fixed_points import fixed_points_and_cycles
+    from dsr.analysis.evaluation import SubjectData, evaluate_run, free_runs
+    from dsr.analysis.fixed_points import fixed_points_and_cycles
+    from dsr.training.ensemble import load_ensemble
 
     torch.set_num_threads(max(1, int(threads)))
     extracted = load_extraction(extract_dir)

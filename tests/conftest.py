@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dsr.synthetic import write_demo_cohort
+from dsr.synthetic.fmriprep_demo import write_demo_cohort
 
 
 @pytest.fixture(autouse=True)

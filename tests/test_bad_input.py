@@ -8,8 +8,8 @@ import pytest
 
 from dsr.cli import main
 from dsr.errors import DsrError
-from dsr.kernels import make_kernel
-from dsr.training import TrainingConfig, fit_ensemble
+from dsr.signal.kernels import make_kernel
+from dsr.training.loop import TrainingConfig, fit_ensemble
 
 T, N = 120, 3
 FAST = ["--epochs", "1", "--batches-per-epoch", "1", "--seq-len", "30", "--hidden-dim", "4",

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from dsr.cli import main
-from dsr.examples import limit_cycle_plrnn, simulate_convolved, simulate_latent
-from dsr.kernels import spm_hrf
+from dsr.models.examples import limit_cycle_plrnn, simulate_convolved, simulate_latent
+from dsr.signal.kernels import spm_hrf
 
 FAST = [
     "--epochs",

@@ -1,4 +1,4 @@
-"""Cross-subject statistics of dsr.cohort."""
+"""Cross-subject statistics of dsr.report.cohort."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import pdist, squareform
 
-from dsr import cohort
 from dsr.errors import DsrInputError
+from dsr.report import cohort
 
 
 def test_lambda_variance_test_matches_anova():

@@ -1,8 +1,13 @@
 import numpy as np
 import pytest
 
-from dsr.deconvolution import edge_samples, wavelet_denoise, wavelet_noise_sd, wiener_deconvolve
-from dsr.kernels import calcium_kernel, spm_hrf
+from dsr.signal.deconvolution import (
+    edge_samples,
+    wavelet_denoise,
+    wavelet_noise_sd,
+    wiener_deconvolve,
+)
+from dsr.signal.kernels import calcium_kernel, spm_hrf
 
 
 def _smooth_signal(n_time, n_dim, seed=0):

@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dsr.ensemble import save_ensemble
+from dsr.analysis.evaluation import evaluate_run
+from dsr.analysis.lyapunov import max_lyapunov_exponent
 from dsr.errors import DsrInputError
-from dsr.evaluation import evaluate_run
-from dsr.examples import limit_cycle_plrnn, simulate_convolved, simulate_latent
-from dsr.kernels import spm_hrf
-from dsr.lyapunov import max_lyapunov_exponent
-from dsr.training import TrainingConfig, fit_ensemble
+from dsr.models.examples import limit_cycle_plrnn, simulate_convolved, simulate_latent
+from dsr.signal.kernels import spm_hrf
+from dsr.training.ensemble import save_ensemble
+from dsr.training.loop import TrainingConfig, fit_ensemble
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from dsr.ensemble import load_ensemble, save_ensemble
-from dsr.gtf import gtf_loss
-from dsr.kernels import spm_hrf
-from dsr.lyapunov import lyapunov_spectrum
-from dsr.models import make_model
-from dsr.observation import make_decoder
-from dsr.training import TrainingConfig, fit_ensemble
+from dsr.analysis.lyapunov import lyapunov_spectrum
+from dsr.models.decoders import make_decoder
+from dsr.models.plrnn import make_model
+from dsr.signal.kernels import spm_hrf
+from dsr.training.ensemble import load_ensemble, save_ensemble
+from dsr.training.gtf import gtf_loss
+from dsr.training.loop import TrainingConfig, fit_ensemble
 
 pytestmark = [
     pytest.mark.gpu,

@@ -3,7 +3,7 @@ import pytest
 
 from dsr.errors import DsrInputError
 from dsr.io import extract_calcium, read_nwb, read_suite2p
-from dsr.synthetic_calcium import write_calcium_demo
+from dsr.synthetic.calcium_demo import write_calcium_demo
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from dsr.errors import DsrInputError
-from dsr.kernels import KERNELS, calcium_kernel, kernel_from_file, make_kernel, spm_hrf
+from dsr.signal.kernels import KERNELS, calcium_kernel, kernel_from_file, make_kernel, spm_hrf
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_registry_names():
 
 
 def test_causal_convolve_matches_numpy():
-    from dsr.kernels import causal_convolve
+    from dsr.signal.kernels import causal_convolve
 
     x = np.random.default_rng(0).normal(size=(40, 3))
     kernel = spm_hrf(2.0)

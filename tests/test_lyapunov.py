@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dsr.errors import DsrInputError
-from dsr.lyapunov import (
+from dsr.analysis.lyapunov import (
     _orthonormalize,
     kaplan_yorke_dimension,
     lyapunov_spectrum,
@@ -13,7 +12,8 @@ from dsr.lyapunov import (
     per_second,
     qr_lyapunov,
 )
-from dsr.models import make_model
+from dsr.errors import DsrInputError
+from dsr.models.plrnn import make_model
 
 
 def test_spectrum_of_linear_model_is_log_abs_diagonal():

@@ -1,14 +1,14 @@
-"""Known answers and error paths of dsr.metrics (D_stsp, D_H) and dsr.prediction (PE_n)."""
+"""Known answers and error paths of dsr.analysis.metrics (D_stsp, D_H) and dsr.analysis.prediction (PE_n)."""
 
 import numpy as np
 import pytest
 import torch
 
+from dsr.analysis.metrics import power_spectrum_error, state_space_divergence
+from dsr.analysis.prediction import prediction_error
 from dsr.errors import DsrInputError
-from dsr.metrics import power_spectrum_error, state_space_divergence
-from dsr.models import make_model
-from dsr.observation import make_decoder
-from dsr.prediction import prediction_error
+from dsr.models.decoders import make_decoder
+from dsr.models.plrnn import make_model
 
 
 @pytest.fixture

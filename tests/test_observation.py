@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from dsr.errors import DsrInputError
-from dsr.kernels import spm_hrf
-from dsr.observation import DECODERS, causal_valid_convolution, make_decoder
+from dsr.models.decoders import DECODERS, causal_valid_convolution, make_decoder
+from dsr.signal.kernels import spm_hrf
 
 E, B, N, M, P, T = 2, 3, 4, 6, 2, 50
 

@@ -17,11 +17,11 @@ import torch
 
 from dsr.atomic import write_json
 from dsr.cli import main, write_fit_outputs
-from dsr.kernels import make_kernel
-from dsr.models import make_model
-from dsr.observation import causal_valid_convolution
-from dsr.rollout import ForcedRollout
-from dsr.training import TrainingConfig, fit_ensemble
+from dsr.models.decoders import causal_valid_convolution
+from dsr.models.plrnn import make_model
+from dsr.models.rollout import ForcedRollout
+from dsr.signal.kernels import make_kernel
+from dsr.training.loop import TrainingConfig, fit_ensemble
 
 TINY = TrainingConfig(
     hidden_dim=6, epochs=4, batches_per_epoch=2, batch_size=3, seq_len=25, checkpoint_every=2
@@ -124,7 +124,7 @@ def test_sigkill_mid_run_resumes_to_identical_parameters(tmp_path):
 
 
 def test_diverged_model_is_flagged_and_others_train_on(tmp_path, monkeypatch, caplog):
-    import dsr.train_state as train_state
+    import dsr.training.state as train_state
 
     real = train_state.make_model
 
@@ -178,8 +178,8 @@ _MEMORY_SCRIPT = textwrap.dedent(
     import resource, sys
     import numpy as np, torch
     torch.set_num_threads(1)
-    from dsr.kernels import make_kernel
-    from dsr.training import TrainingConfig, fit_ensemble
+    from dsr.signal.kernels import make_kernel
+    from dsr.training.loop import TrainingConfig, fit_ensemble
     n = int(sys.argv[1])
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, 4))

@@ -124,7 +124,7 @@ def test_diverged_restart_flows_through_evaluate_and_report(subject, tmp_path, m
     """A restart that diverges is kept (last finite parameters), scored, and named in the report."""
     import torch
 
-    import dsr.train_state as train_state
+    import dsr.training.state as train_state
 
     root, truth = subject
     real = train_state.make_model

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dsr.analysis.selection import iqr_outliers, select_models
 from dsr.errors import DsrInputError
-from dsr.selection import iqr_outliers, select_models
 
 
 def _synthetic_table(rng):

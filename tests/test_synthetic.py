@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from dsr.lorenz import lorenz63, lorenz63_jacobian, lyapunov_max_lorenz
+from dsr.synthetic.lorenz import lorenz63, lorenz63_jacobian, lyapunov_max_lorenz
 
 
 def test_lyapunov_known_answer():

@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from dsr.deconvolution import edge_samples, wiener_deconvolve
-from dsr.ensemble import load_ensemble, save_ensemble
+from dsr.analysis.lyapunov import max_lyapunov_exponent
+from dsr.analysis.prediction import prediction_error
 from dsr.errors import DsrInputError
-from dsr.examples import limit_cycle_plrnn, simulate_convolved, simulate_latent
-from dsr.gtf import NOISE_STREAMS, _add_noise, gtf_rollout, masked_mse
-from dsr.kernels import spm_hrf
-from dsr.lyapunov import max_lyapunov_exponent
-from dsr.prediction import prediction_error
-from dsr.training import TrainingConfig, fit_ensemble
+from dsr.models.examples import limit_cycle_plrnn, simulate_convolved, simulate_latent
+from dsr.signal.deconvolution import edge_samples, wiener_deconvolve
+from dsr.signal.kernels import spm_hrf
+from dsr.training.ensemble import load_ensemble, save_ensemble
+from dsr.training.gtf import NOISE_STREAMS, _add_noise, gtf_rollout, masked_mse
+from dsr.training.loop import TrainingConfig, fit_ensemble
 
 KERNEL = spm_hrf(0.5)  # 65 samples
 TINY = TrainingConfig(
@@ -105,7 +105,7 @@ def test_resume_gives_same_parameters_as_uninterrupted(tmp_path, cycle_bold):
 
 def _run_epochs(data, config, ckpt, stop_after):
     """Train with checkpoints until ``stop_after`` epochs are saved, then abort like a kill."""
-    import dsr.training as training
+    import dsr.training.loop as training
 
     class Killed(Exception):
         pass
@@ -130,7 +130,7 @@ def _run_epochs(data, config, ckpt, stop_after):
 def test_gtf_alpha_one_reproduces_forcing():
     """With alpha = 1 and M = N every state is replaced by the forcing signal d_t."""
     model = limit_cycle_plrnn(dtype=torch.float32)
-    from dsr.observation import make_decoder
+    from dsr.models.decoders import make_decoder
 
     dec = make_decoder("standard", 1, 3, 3, None)
     x_dec = torch.randn(12, 1, 2, 3)

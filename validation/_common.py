@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from scipy import stats
 
-from dsr.deconvolution import edge_samples, wiener_deconvolve
-from dsr.examples import simulate_convolved
-from dsr.lorenz import simulate_lorenz
-from dsr.metrics import state_space_divergence
-from dsr.training import TrainingConfig, fit_ensemble
+from dsr.analysis.metrics import state_space_divergence
+from dsr.models.examples import simulate_convolved
+from dsr.signal.deconvolution import edge_samples, wiener_deconvolve
+from dsr.synthetic.lorenz import simulate_lorenz
+from dsr.training.loop import TrainingConfig, fit_ensemble
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"

@@ -1,6 +1,6 @@
 """Within- vs between-subject variance of λ_max on the demo cohort (paper Fig. 3G analogue).
 
-``dsr.synthetic.write_demo_cohort`` writes an fMRIPrep-style cohort (Lorenz-63 subjects with
+``dsr.synthetic.fmriprep_demo.write_demo_cohort`` writes an fMRIPrep-style cohort (Lorenz-63 subjects with
 ρ spread over 28–45, 6 regions, TR 1.4 s, planted motion, noise) to a temp dir; every subject is
 extracted with ``dsr.io.extract_fmriprep_subject`` (default confound strategy, regressed out); all
 subjects × restarts are fitted as ONE ensemble (cshPLRNN, M = N = 6, L = 50, α = 0.1); λ_max per
@@ -27,12 +27,12 @@ import _common as C
 import numpy as np
 from scipy import stats
 
-from dsr.evaluation import evaluate_ensemble
+from dsr.analysis.evaluation import evaluate_ensemble
+from dsr.analysis.selection import select_models
 from dsr.io.fmriprep import extract_fmriprep_subject
-from dsr.kernels import spm_hrf
-from dsr.selection import select_models
-from dsr.synthetic import SPACE, write_demo_cohort
-from dsr.training import resolve_device
+from dsr.signal.kernels import spm_hrf
+from dsr.synthetic.fmriprep_demo import SPACE, write_demo_cohort
+from dsr.training.loop import resolve_device
 
 TR = 1.4
 

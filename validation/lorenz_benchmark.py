@@ -24,10 +24,10 @@ import _common as C
 import numpy as np
 import pandas as pd
 
-from dsr.ensemble import save_ensemble
-from dsr.evaluation import SubjectData, evaluate_ensemble
-from dsr.kernels import spm_hrf
-from dsr.training import resolve_device
+from dsr.analysis.evaluation import SubjectData, evaluate_ensemble
+from dsr.signal.kernels import spm_hrf
+from dsr.training.ensemble import save_ensemble
+from dsr.training.loop import resolve_device
 
 METHODS = {
     "convSSM": dict(decoder="convolved", alpha=0.1),

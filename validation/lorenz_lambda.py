@@ -6,7 +6,7 @@ By default reuses the TR 0.5 convSSM ensemble saved by lorenz_benchmark.py
 fits a fresh ensemble (datasets × restarts, one ensemble). Spectra: Benettin QR with the analytic
 Jacobian, 4 initial states per model taken from the data (B⁺x^deconv at cut_left, perturbed),
 ``--steps`` steps after a 10 % transient, float64. The true λ_max is recomputed with
-``dsr.lorenz.lyapunov_max_lorenz``.
+``dsr.synthetic.lorenz.lyapunov_max_lorenz``.
 
     python validation/lorenz_lambda.py                 # reuse benchmark models (~1 min)
     python validation/lorenz_lambda.py --refit --full  # 10 datasets x 10 restarts, 1000 epochs
@@ -20,11 +20,11 @@ import _common as C
 import numpy as np
 from scipy import stats
 
-from dsr.ensemble import load_ensemble
-from dsr.kernels import spm_hrf
-from dsr.lorenz import lyapunov_max_lorenz
-from dsr.lyapunov import lyapunov_spectrum
-from dsr.training import resolve_device
+from dsr.analysis.lyapunov import lyapunov_spectrum
+from dsr.signal.kernels import spm_hrf
+from dsr.synthetic.lorenz import lyapunov_max_lorenz
+from dsr.training.ensemble import load_ensemble
+from dsr.training.loop import resolve_device
 
 TR = 0.5
 SAVED = C.OUT / "lorenz_tr0.5_convSSM.pt"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dsr.kernels import causal_convolve
+from dsr.signal.kernels import causal_convolve
 
 PARAMS = dict(
     c_ee=16.0, c_ei=12.0, c_ie=15.0, c_ii=3.0, a_e=1.3, th_e=4.0, a_i=2.0, th_i=3.7, q=0.0

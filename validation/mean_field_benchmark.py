@@ -17,9 +17,9 @@ import pandas as pd
 from mean_field import bold, simulate_network
 from scipy import stats
 
-from dsr.evaluation import SubjectData, evaluate_ensemble
-from dsr.kernels import spm_hrf
-from dsr.training import resolve_device
+from dsr.analysis.evaluation import SubjectData, evaluate_ensemble
+from dsr.signal.kernels import spm_hrf
+from dsr.training.loop import resolve_device
 
 TR = 0.5
 

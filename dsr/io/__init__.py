@@ -1,4 +1,14 @@
-"""Data inputs: files (fMRIPrep, suite2p, NWB, plain arrays) -> ``(T, N)`` series + metadata."""
+"""Input layer: recordings on disk -> ``(T, N)`` region series, confounds and metadata.
+
+fMRIPrep derivatives (BIDS discovery, atlas extraction with nilearn, confounds), calcium imaging
+(suite2p folders, NWB files), plain arrays (.npy/.csv), stationarity screening, and the extraction
+result that every later stage reads (``timeseries.npy``, ``confounds.npy``, ``meta.json``).
+
+Exports: ``ExtractionResult``, ``save_extraction``, ``load_extraction``, ``align_regions``,
+``FmriprepRun``, ``find_fmriprep_runs``, ``read_tr``, ``extract_fmriprep_subject``,
+``extract_calcium``, ``read_suite2p``, ``read_nwb``, ``extract_array``, ``load_array``,
+``screen_nonstationarity``, ``exclude_nonstationary``.
+"""
 
 from dsr.io.arrays import extract_array, load_array
 from dsr.io.bids import FmriprepRun, find_fmriprep_runs, read_tr

@@ -11,8 +11,8 @@ import torch
 
 from dsr.atomic import write_torch
 from dsr.errors import DsrInputError
-from dsr.models import make_model, model_name
-from dsr.observation import decoder_name, make_decoder
+from dsr.models.decoders import decoder_name, make_decoder
+from dsr.models.plrnn import make_model, model_name
 
 FORMAT = "dsr-ensemble/1"
 
@@ -23,9 +23,9 @@ class FittedEnsemble:
 
     Attributes
     ----------
-    model : dsr.models.ShallowPLRNN
+    model : dsr.models.plrnn.ShallowPLRNN
         Latent map ensemble (E models).
-    decoder : dsr.observation.LinearDecoder
+    decoder : dsr.models.decoders.LinearDecoder
         Observation model ensemble (E models).
     subject_ids : list of str
     model_subject, model_restart : np.ndarray, shape (E,)

@@ -93,10 +93,10 @@ def prediction_error(
 
     Parameters
     ----------
-    model : dsr.models.ShallowPLRNN
+    model : dsr.models.plrnn.ShallowPLRNN
         Ensemble of E latent maps.
     decoder
-        Observation model with ``initial_state`` and ``decode`` (``dsr.observation``); kernel
+        Observation model with ``initial_state`` and ``decode`` (``dsr.models.decoders``); kernel
         length h.
     x, x_deconv : np.ndarray, shape (T, N) or (T, E, N)
         Observations and their deconvolution; per-model data on axis 1 (pad shorter series with

@@ -2,7 +2,7 @@
 
 ``limit_cycle_plrnn`` is a 3-D cshPLRNN (hidden 10) with a stable limit cycle of period ≈ 49 steps
 (λ_max ≈ 0, found by a seeded search); ``simulate_convolved`` pushes a latent trajectory (of it, or
-of Lorenz-63 from :mod:`dsr.lorenz`) through a kernel and adds observation noise.
+of Lorenz-63 from :mod:`dsr.synthetic.lorenz`) through a kernel and adds observation noise.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dsr.kernels import causal_convolve
-from dsr.models import ClippedShallowPLRNN, make_model
+from dsr.models.plrnn import ClippedShallowPLRNN, make_model
+from dsr.signal.kernels import causal_convolve
 
 
 def limit_cycle_plrnn(dtype: torch.dtype = torch.float64) -> ClippedShallowPLRNN:

@@ -1,7 +1,7 @@
 """Automatic model selection (spec section 5) and per-subject summaries of an evaluated ensemble.
 
 Tables have one row per model (columns ``subject``, ``status`` and scores such as ``pe1_train``,
-``dstsp_train``, ``dh_train``, ``lambda_max``), as :func:`dsr.evaluation.evaluate_ensemble` makes.
+``dstsp_train``, ``dh_train``, ``lambda_max``), as :func:`dsr.analysis.evaluation.evaluate_ensemble` makes.
 """
 
 from __future__ import annotations

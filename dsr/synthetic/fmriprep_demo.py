@@ -2,7 +2,7 @@
 
 ``write_demo_cohort`` writes an fMRIPrep-style BIDS-derivative folder whose subjects are Lorenz-63
 systems with subject-specific ρ, mixed into N regions, convolved with the SPM HRF, with planted
-head-motion effects and noise (``dsr.synthetic_calcium`` writes a suite2p folder). The true largest
+head-motion effects and noise (``dsr.synthetic.calcium_demo`` writes a suite2p folder). The true largest
 Lyapunov exponent is computed by the Benettin/QR method on the ODE's Jacobian.
 """
 
@@ -18,8 +18,8 @@ import pandas as pd
 from dsr._validation import check_positive
 from dsr.atomic import write_json
 from dsr.errors import DsrInputError
-from dsr.kernels import causal_convolve, spm_hrf
-from dsr.lorenz import BETA, SIGMA, lyapunov_max_lorenz, simulate_lorenz
+from dsr.signal.kernels import causal_convolve, spm_hrf
+from dsr.synthetic.lorenz import BETA, SIGMA, lyapunov_max_lorenz, simulate_lorenz
 
 SPACE = "MNI152NLin2009cAsym"
 MOTION = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]

@@ -1,7 +1,7 @@
 """Synthetic two-photon calcium data in suite2p's file format, with known ground truth.
 
 ``write_calcium_demo`` writes ``plane0/{F,Fneu,iscell,ops}.npy`` whose cells are driven by one
-Lorenz-63 system through the calcium kernel (``dsr.synthetic`` writes the fMRIPrep demo cohort).
+Lorenz-63 system through the calcium kernel (``dsr.synthetic.fmriprep_demo`` writes the fMRIPrep demo cohort).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from dsr.atomic import write_json
-from dsr.kernels import calcium_kernel, causal_convolve
-from dsr.synthetic import observe_lorenz
+from dsr.signal.kernels import calcium_kernel, causal_convolve
+from dsr.synthetic.fmriprep_demo import observe_lorenz
 
 
 def _suite2p_traces(dff: np.ndarray, n_noncells: int, rng) -> tuple[np.ndarray, np.ndarray]:

@@ -20,14 +20,14 @@ from dsr._validation import (
     check_kernel,
     check_positive,
 )
-from dsr.checkpoint import save_checkpoint
-from dsr.ensemble import FittedEnsemble
 from dsr.errors import DsrInputError
-from dsr.models import MODELS
-from dsr.observation import DECODERS
+from dsr.models.decoders import DECODERS
+from dsr.models.plrnn import MODELS
 from dsr.progress import Progress
-from dsr.train_state import TrainState
-from dsr.windows import prepare_cohort
+from dsr.training.checkpoint import save_checkpoint
+from dsr.training.ensemble import FittedEnsemble
+from dsr.training.state import TrainState
+from dsr.training.windows import prepare_cohort
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from dsr._validation import check_confounds, check_timeseries
-from dsr.deconvolution import edge_samples, wiener_deconvolve
 from dsr.errors import DsrInputError
+from dsr.signal.deconvolution import edge_samples, wiener_deconvolve
 
 
 @dataclasses.dataclass

@@ -13,11 +13,11 @@ import logging
 import numpy as np
 import torch
 
-from dsr.checkpoint import load_checkpoint
-from dsr.gtf import gtf_loss
-from dsr.models import make_model
-from dsr.observation import make_decoder
-from dsr.windows import sample_windows
+from dsr.models.decoders import make_decoder
+from dsr.models.plrnn import make_model
+from dsr.training.checkpoint import load_checkpoint
+from dsr.training.gtf import gtf_loss
+from dsr.training.windows import sample_windows
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class TrainState:
     @classmethod
     def new(cls, config, data, kernel, confounds, n_restarts, seed, device) -> TrainState:
         """Fresh models (seeded on the CPU), RAdam with exponential decay, device generator;
-        ``config`` is a :class:`dsr.training.TrainingConfig`."""
+        ``config`` is a :class:`dsr.training.loop.TrainingConfig`."""
         n_obs = np.asarray(data[0]).shape[-1] if np.asarray(data[0]).ndim == 2 else 1
         n_latent = config.latent_dim or n_obs
         n_conf = 0 if confounds is None else np.atleast_2d(np.asarray(confounds[0]).T).shape[0]

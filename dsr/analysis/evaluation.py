@@ -1,6 +1,6 @@
 """Evaluation of a fitted ensemble (spec section 5): free runs, D_stsp, D_H, PE_n, Lyapunov
 spectra, and the ``metrics.tsv`` / ``summary.json`` outputs of a run (model selection and the
-summary come from :mod:`dsr.selection`).
+summary come from :mod:`dsr.analysis.selection`).
 
 Models are scored as one batch: latent trajectories are ``(T, E, K, M)`` (K free runs per model),
 subjects of different length are NaN-padded on the time axis.
@@ -18,16 +18,16 @@ import pandas as pd
 import torch
 
 from dsr._validation import check_confounds, check_positive, check_timeseries
+from dsr.analysis.lyapunov import kaplan_yorke_dimension, lyapunov_spectrum, per_second
+from dsr.analysis.metrics import power_spectrum_error, state_space_divergence
+from dsr.analysis.prediction import prediction_error
+from dsr.analysis.selection import select_models, summarise
 from dsr.atomic import write_json, write_npy, write_text
-from dsr.deconvolution import edge_samples, sliding_deconvolve, wiener_deconvolve
-from dsr.ensemble import load_ensemble
 from dsr.errors import DsrInputError
-from dsr.lyapunov import kaplan_yorke_dimension, lyapunov_spectrum, per_second
-from dsr.metrics import power_spectrum_error, state_space_divergence
-from dsr.models import analysis_copy
-from dsr.prediction import prediction_error
-from dsr.selection import select_models, summarise
-from dsr.windows import pad_stack
+from dsr.models.plrnn import analysis_copy
+from dsr.signal.deconvolution import edge_samples, sliding_deconvolve, wiener_deconvolve
+from dsr.training.ensemble import load_ensemble
+from dsr.training.windows import pad_stack
 
 
 @dataclasses.dataclass

@@ -2,7 +2,7 @@
 
 Pure NumPy/SciPy on ``(T, N)`` arrays; both accept a batch of generated trajectories ``(T, K, N)``
 (scored at once, result ``(K,)``). The n-step prediction error, which runs the model, is in
-``dsr.prediction``.
+``dsr.analysis.prediction``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from dsr._validation import check_choice, check_positive
-from dsr.rollout import ForcedRollout
+from dsr.models.rollout import ForcedRollout
 
 
 class ShallowPLRNN(nn.Module):
@@ -123,7 +123,7 @@ class ShallowPLRNN(nn.Module):
         ``ẑ_t = F(z̃_{t-1})``, ``z̃_t = ẑ_t ⊙ keep_t + target_t`` on the first D latents (the rest
         stay un-forced), ``z̃_0 = z0`` ``(E, B, M)``; ``keep``, ``target`` ``(T, E, B, D)`` carry no
         gradient. The (c)shPLRNN runs one fused forward/backward recurrence with the analytic
-        Jacobian (``dsr.rollout.ForcedRollout``); other subclasses fall back to autograd through ``step``.
+        Jacobian (``dsr.models.rollout.ForcedRollout``); other subclasses fall back to autograd through ``step``.
         """
         if type(self).step is ShallowPLRNN.step and type(self)._activation in _FUSED:
             return ForcedRollout.apply(

@@ -18,9 +18,9 @@ from scipy import stats
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
+from dsr.analysis.metrics import power_spectrum_error, state_space_divergence
 from dsr.atomic import write_json, write_text
 from dsr.errors import DsrInputError
-from dsr.metrics import power_spectrum_error, state_space_divergence
 
 
 def lambda_variance_test(values: dict[str, np.ndarray]) -> dict:

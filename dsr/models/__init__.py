@@ -1,0 +1,43 @@
+"""Model layer: latent maps, their fused forced rollout, and decoders.
+
+Latent maps are ensembles (every parameter has a leading model axis E) with analytic Jacobians,
+chosen by name from ``MODELS``; ``ForcedRollout`` steps a whole ensemble under teacher forcing with a
+hand-written adjoint; decoders (``DECODERS``: convolved, standard, identity) map latent trajectories
+to observations. ``examples`` holds small known-answer systems for tests and validation.
+
+Exports: ``MODELS``, ``make_model``, ``model_name``, ``analysis_copy``, ``ShallowPLRNN``,
+``ClippedShallowPLRNN``, ``ForcedRollout``; ``DECODERS``, ``make_decoder``, ``decoder_name``,
+``LinearDecoder``, ``causal_valid_convolution``.
+"""
+
+from dsr.models.decoders import (
+    DECODERS,
+    LinearDecoder,
+    causal_valid_convolution,
+    decoder_name,
+    make_decoder,
+)
+from dsr.models.plrnn import (
+    MODELS,
+    ClippedShallowPLRNN,
+    ShallowPLRNN,
+    analysis_copy,
+    make_model,
+    model_name,
+)
+from dsr.models.rollout import ForcedRollout
+
+__all__ = [
+    "DECODERS",
+    "MODELS",
+    "ClippedShallowPLRNN",
+    "ForcedRollout",
+    "LinearDecoder",
+    "ShallowPLRNN",
+    "analysis_copy",
+    "causal_valid_convolution",
+    "decoder_name",
+    "make_decoder",
+    "make_model",
+    "model_name",
+]
