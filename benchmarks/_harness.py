@@ -10,8 +10,8 @@ import time
 import numpy as np
 import torch
 
+from dsr.models import make_model
 from dsr.models.decoders import make_decoder
-from dsr.models.plrnn import make_model
 from dsr.signal.kernels import make_kernel
 from dsr.training.gtf import gtf_loss
 from dsr.training.loop import TrainingConfig, resolve_device

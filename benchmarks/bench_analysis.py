@@ -21,8 +21,8 @@ import torch
 import dsr.analysis.lyapunov as dyn
 from dsr.analysis.metrics import power_spectrum_error, state_space_divergence
 from dsr.analysis.prediction import prediction_error
+from dsr.models import make_model
 from dsr.models.decoders import make_decoder
-from dsr.models.plrnn import make_model
 from dsr.signal.kernels import make_kernel
 
 

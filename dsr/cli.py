@@ -23,7 +23,7 @@ log = logging.getLogger("dsr")
 
 def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     from dsr.models.decoders import DECODERS
-    from dsr.models.plrnn import MODELS
+    from dsr.models.registry import MODELS
 
     p.add_argument("data", type=Path, help="(T, N) series as .npy or .csv (time on axis 0)")
     unit = p.add_mutually_exclusive_group(required=True)

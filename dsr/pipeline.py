@@ -225,8 +225,9 @@ def run_evaluate(fit_dir, extract_dir, out_dir, *, max_order: int = 2, threads: 
     ``kwargs`` go to :func:`dsr.analysis.evaluation.evaluate_ensemble` (``n_trajectories``, ``pe_steps``,
     ``lyap_steps``, ...).
     """
-    from dsr.analysis.evaluation import SubjectData, evaluate_run, free_runs
+    from dsr.analysis.evaluation import SubjectData, evaluate_run
     from dsr.analysis.fixed_points import fixed_points_and_cycles
+    from dsr.analysis.free_runs import free_runs
     from dsr.training.ensemble import load_ensemble
 
     torch.set_num_threads(max(1, int(threads)))

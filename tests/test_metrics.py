@@ -7,8 +7,8 @@ import torch
 from dsr.analysis.metrics import power_spectrum_error, state_space_divergence
 from dsr.analysis.prediction import prediction_error
 from dsr.errors import DsrInputError
+from dsr.models import make_model
 from dsr.models.decoders import make_decoder
-from dsr.models.plrnn import make_model
 
 
 @pytest.fixture

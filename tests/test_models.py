@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from dsr.errors import DsrInputError
-from dsr.models.plrnn import MODELS, make_model
+from dsr.models import MODELS, make_model
 
 E, B, M, L = 3, 4, 5, 7  # distinct sizes so a swapped axis cannot pass
 

@@ -17,8 +17,8 @@ import torch
 
 from dsr.atomic import write_json
 from dsr.cli import main, write_fit_outputs
+from dsr.models import make_model
 from dsr.models.decoders import causal_valid_convolution
-from dsr.models.plrnn import make_model
 from dsr.models.rollout import ForcedRollout
 from dsr.signal.kernels import make_kernel
 from dsr.training.loop import TrainingConfig, fit_ensemble

@@ -15,9 +15,9 @@ from dsr.analysis.evaluation import (
     SubjectData,
     evaluate_ensemble,
     evaluate_run,
-    free_runs,
 )
 from dsr.analysis.fixed_points import fixed_points_and_cycles
+from dsr.analysis.free_runs import free_runs
 from dsr.analysis.lyapunov import kaplan_yorke_dimension, lyapunov_spectrum, max_lyapunov_exponent
 from dsr.analysis.metrics import power_spectrum_error, state_space_divergence
 from dsr.analysis.prediction import prediction_error

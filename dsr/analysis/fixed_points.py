@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from dsr._validation import check_positive
-from dsr.models.plrnn import analysis_copy
+from dsr.models.registry import analysis_copy
 
 
 @dataclass

@@ -15,7 +15,7 @@ import torch
 from dsr._allocator import tune_allocator
 from dsr._validation import check_positive
 from dsr.errors import DsrInputError
-from dsr.models.plrnn import analysis_copy
+from dsr.models.registry import analysis_copy
 from dsr.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def lyapunov_spectrum(
 
     Parameters
     ----------
-    model : dsr.models.plrnn.ShallowPLRNN
+    model : dsr.models.LatentMap
         Ensemble of E latent maps.
     z0 : array, shape (E, B, M) or (B, M), optional
         Initial states; default ``n_initial`` standard-normal states per model (seeded).

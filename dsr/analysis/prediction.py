@@ -93,7 +93,7 @@ def prediction_error(
 
     Parameters
     ----------
-    model : dsr.models.plrnn.ShallowPLRNN
+    model : dsr.models.LatentMap
         Ensemble of E latent maps.
     decoder
         Observation model with ``initial_state`` and ``decode`` (``dsr.models.decoders``); kernel

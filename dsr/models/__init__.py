@@ -1,11 +1,11 @@
 """Model layer: latent maps, their fused forced rollout, and decoders.
 
 Latent maps are ensembles (every parameter has a leading model axis E) with analytic Jacobians,
-chosen by name from ``MODELS``; ``ForcedRollout`` steps a whole ensemble under teacher forcing with a
+fulfilling the ``LatentMap`` contract and chosen by name from ``MODELS`` (``registry``); ``ForcedRollout`` steps a whole ensemble under teacher forcing with a
 hand-written adjoint; decoders (``DECODERS``: convolved, standard, identity) map latent trajectories
 to observations. ``examples`` holds small known-answer systems for tests and validation.
 
-Exports: ``MODELS``, ``make_model``, ``model_name``, ``analysis_copy``, ``ShallowPLRNN``,
+Exports: ``LatentMap``, ``MODELS``, ``make_model``, ``model_name``, ``analysis_copy``, ``ShallowPLRNN``,
 ``ClippedShallowPLRNN``, ``ForcedRollout``; ``DECODERS``, ``make_decoder``, ``decoder_name``,
 ``LinearDecoder``, ``causal_valid_convolution``.
 """
@@ -17,14 +17,9 @@ from dsr.models.decoders import (
     decoder_name,
     make_decoder,
 )
-from dsr.models.plrnn import (
-    MODELS,
-    ClippedShallowPLRNN,
-    ShallowPLRNN,
-    analysis_copy,
-    make_model,
-    model_name,
-)
+from dsr.models.latent import LatentMap
+from dsr.models.plrnn import ClippedShallowPLRNN, ShallowPLRNN
+from dsr.models.registry import MODELS, analysis_copy, make_model, model_name
 from dsr.models.rollout import ForcedRollout
 
 __all__ = [
@@ -32,6 +27,7 @@ __all__ = [
     "MODELS",
     "ClippedShallowPLRNN",
     "ForcedRollout",
+    "LatentMap",
     "LinearDecoder",
     "ShallowPLRNN",
     "analysis_copy",

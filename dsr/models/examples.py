@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dsr.models.plrnn import ClippedShallowPLRNN, make_model
+from dsr.models.plrnn import ClippedShallowPLRNN
+from dsr.models.registry import make_model
 from dsr.signal.kernels import causal_convolve
 
 

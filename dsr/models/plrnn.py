@@ -6,17 +6,17 @@ batched tensor program steps them all. Latent states are ``(E, B, M)``: model, b
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
 from torch import nn
 
-from dsr._validation import check_choice, check_positive
+from dsr._validation import check_positive
+from dsr.models.latent import LatentMap
 from dsr.models.rollout import ForcedRollout
 
 
-class ShallowPLRNN(nn.Module):
+class ShallowPLRNN(LatentMap):
     """Ensemble of E shallow PLRNNs (shPLRNN), spec section 1.
 
     ``z_t = A z_{t-1} + W1 relu(W2 z_{t-1} + h2) + h1``
@@ -88,8 +88,6 @@ class ShallowPLRNN(nn.Module):
             self.A[:, None] * z + self.h1[:, None], self._activation(pre), self.W1.transpose(1, 2)
         )
 
-    forward = step
-
     def jacobian(self, z: torch.Tensor) -> torch.Tensor:
         """Analytic Jacobian ``dF/dz`` at ``z`` ``(E, B, M)`` -> ``(E, B, M, M)``."""
         slope = self._activation_slope(torch.bmm(z, self.W2.transpose(1, 2)))
@@ -101,41 +99,17 @@ class ShallowPLRNN(nn.Module):
         jac.diagonal(dim1=-2, dim2=-1).add_(self.A[:, None])
         return jac
 
-    def generate(self, z0: torch.Tensor, n_steps: int) -> torch.Tensor:
-        """Free-running trajectory from ``z0`` ``(E, B, M)``.
-
-        Returns
-        -------
-        torch.Tensor, shape (n_steps, E, B, M)
-            ``z0`` followed by ``n_steps - 1`` iterates (time on axis 0).
-        """
-        out = z0.new_empty((n_steps, *z0.shape))
-        out[0] = z0
-        for t in range(1, n_steps):
-            out[t] = self.step(out[t - 1])
-        return out
-
     def forced_rollout(
         self, z0: torch.Tensor, keep: torch.Tensor, target: torch.Tensor
     ) -> torch.Tensor:
-        """Teacher-forced rollout; returns the un-forced predictions ``ẑ_1..ẑ_T`` ``(T, E, B, M)``.
-
-        ``ẑ_t = F(z̃_{t-1})``, ``z̃_t = ẑ_t ⊙ keep_t + target_t`` on the first D latents (the rest
-        stay un-forced), ``z̃_0 = z0`` ``(E, B, M)``; ``keep``, ``target`` ``(T, E, B, D)`` carry no
-        gradient. The (c)shPLRNN runs one fused forward/backward recurrence with the analytic
-        Jacobian (``dsr.models.rollout.ForcedRollout``); other subclasses fall back to autograd through ``step``.
-        """
+        """Teacher-forced rollout (see :meth:`LatentMap.forced_rollout`). The (c)shPLRNN runs one
+        fused forward/backward recurrence with the analytic Jacobian
+        (``dsr.models.rollout.ForcedRollout``); subclasses that change the map use autograd."""
         if type(self).step is ShallowPLRNN.step and type(self)._activation in _FUSED:
             return ForcedRollout.apply(
                 z0, keep, target, self.A, self.W1, self.W2, self.h1, self.h2, self.clipped
             )
-        n_forced, preds, z = keep.shape[-1], [], z0
-        for t in range(keep.shape[0]):
-            z_hat = self.step(z)
-            preds.append(z_hat)
-            forced = z_hat[..., :n_forced] * keep[t] + target[t]
-            z = torch.cat([forced, z_hat[..., n_forced:]], -1)
-        return torch.stack(preds)
+        return super().forced_rollout(z0, keep, target)
 
     def hyperparameters(self) -> dict:
         return {
@@ -158,30 +132,6 @@ class ClippedShallowPLRNN(ShallowPLRNN):
 
     def _activation_slope(self, pre: torch.Tensor) -> torch.Tensor:
         return (pre + self.h2[:, None] > 0).to(pre.dtype) - (pre > 0).to(pre.dtype)
-
-
-MODELS = {"cshPLRNN": ClippedShallowPLRNN, "shPLRNN": ShallowPLRNN}
-
-
-def make_model(
-    name: str, n_models: int, latent_dim: int, hidden_dim: int, **kwargs
-) -> ShallowPLRNN:
-    """Build a latent model ensemble by registry name (see ``MODELS``)."""
-    check_choice("model", name, MODELS)
-    return MODELS[name](n_models, latent_dim, hidden_dim, **kwargs)
-
-
-def model_name(model: ShallowPLRNN) -> str:
-    """Registry name of a model instance."""
-    return next(k for k, v in MODELS.items() if type(model) is v)
-
-
-def analysis_copy(
-    module: nn.Module, dtype: torch.dtype = torch.float64, device: str | torch.device | None = None
-) -> nn.Module:
-    """A detached copy of an ensemble module (model or decoder) in ``dtype`` on ``device``
-    (default: where it is) for analysis; the fitted module is left untouched."""
-    return copy.deepcopy(module).to(device=device, dtype=dtype).requires_grad_(False)
 
 
 _FUSED = (ShallowPLRNN._activation, ClippedShallowPLRNN._activation)

@@ -12,7 +12,7 @@ import torch
 from dsr.atomic import write_torch
 from dsr.errors import DsrInputError
 from dsr.models.decoders import decoder_name, make_decoder
-from dsr.models.plrnn import make_model, model_name
+from dsr.models.registry import make_model, model_name
 
 FORMAT = "dsr-ensemble/1"
 
@@ -23,7 +23,7 @@ class FittedEnsemble:
 
     Attributes
     ----------
-    model : dsr.models.plrnn.ShallowPLRNN
+    model : dsr.models.LatentMap
         Latent map ensemble (E models).
     decoder : dsr.models.decoders.LinearDecoder
         Observation model ensemble (E models).

@@ -22,7 +22,7 @@ from dsr._validation import (
 )
 from dsr.errors import DsrInputError
 from dsr.models.decoders import DECODERS
-from dsr.models.plrnn import MODELS
+from dsr.models.registry import MODELS
 from dsr.progress import Progress
 from dsr.training.checkpoint import save_checkpoint
 from dsr.training.ensemble import FittedEnsemble

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from dsr.models.decoders import make_decoder
-from dsr.models.plrnn import make_model
+from dsr.models.registry import make_model
 from dsr.training.checkpoint import load_checkpoint
 from dsr.training.gtf import gtf_loss
 from dsr.training.windows import sample_windows

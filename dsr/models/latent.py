@@ -1,0 +1,66 @@
+"""The contract every latent map of dsr fulfils, with the parts that do not depend on the map.
+
+A latent map is an ensemble of E autonomous maps ``z_t = F(z_{t-1})`` (every parameter with a
+leading model axis E) that can be iterated freely (free runs, prediction), differentiated
+(``jacobian``: Lyapunov spectra, fixed points) and teacher-forced (``forced_rollout``: training).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LatentMap(nn.Module):
+    """Base class of the ensemble latent maps; states are ``(E, B, M)``: model, batch, latent dim.
+
+    Subclasses set ``n_models``, ``latent_dim`` and implement ``step`` (one application of F,
+    ``(E, B, M) -> (E, B, M)``), ``jacobian`` (``(E, B, M) -> (E, B, M, M)``) and
+    ``hyperparameters`` (the constructor's keyword arguments, stored with a fitted ensemble).
+    """
+
+    n_models: int
+    latent_dim: int
+
+    def step(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.step(z)
+
+    def jacobian(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def hyperparameters(self) -> dict:
+        raise NotImplementedError
+
+    def generate(self, z0: torch.Tensor, n_steps: int) -> torch.Tensor:
+        """Free-running trajectory from ``z0`` ``(E, B, M)``.
+
+        Returns
+        -------
+        torch.Tensor, shape (n_steps, E, B, M)
+            ``z0`` followed by ``n_steps - 1`` iterates (time on axis 0).
+        """
+        out = z0.new_empty((n_steps, *z0.shape))
+        out[0] = z0
+        for t in range(1, n_steps):
+            out[t] = self.step(out[t - 1])
+        return out
+
+    def forced_rollout(
+        self, z0: torch.Tensor, keep: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
+        """Teacher-forced rollout; returns the un-forced predictions ``ẑ_1..ẑ_T`` ``(T, E, B, M)``.
+
+        ``ẑ_t = F(z̃_{t-1})``, ``z̃_t = ẑ_t ⊙ keep_t + target_t`` on the first D latents (the rest
+        stay un-forced), ``z̃_0 = z0`` ``(E, B, M)``; ``keep``, ``target`` ``(T, E, B, D)`` carry no
+        gradient. This generic version runs autograd through ``step``.
+        """
+        n_forced, preds, z = keep.shape[-1], [], z0
+        for t in range(keep.shape[0]):
+            z_hat = self.step(z)
+            preds.append(z_hat)
+            forced = z_hat[..., :n_forced] * keep[t] + target[t]
+            z = torch.cat([forced, z_hat[..., n_forced:]], -1)
+        return torch.stack(preds)
