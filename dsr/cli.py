@@ -41,6 +41,12 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batches-per-epoch", type=int, default=50)
     p.add_argument("--seq-len", type=int, default=200, help="training window length")
     p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.25,
+        help="last part of the series held out for 'dsr evaluate' (0.25 = 3:1; 0: none)",
+    )
+    p.add_argument(
         "--checkpoint-every", type=int, default=25, help="epochs between checkpoints (0: never)"
     )
     p.add_argument("--n-models", type=int, default=8, help="restarts in the ensemble")
@@ -79,6 +85,7 @@ def _run_fit(args: argparse.Namespace) -> None:
         batches_per_epoch=args.batches_per_epoch,
         seq_len=args.seq_len,
         checkpoint_every=args.checkpoint_every,
+        test_fraction=args.test_fraction,
     )
     fitted = fit_ensemble(
         [x],
@@ -151,8 +158,17 @@ def write_fit_outputs(fitted, out_dir: Path, extra: dict | None = None) -> None:
 
 def _add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, help="folder written by 'dsr fit' (holds model.pt)")
-    p.add_argument("data", type=Path, help="the (T, N) training series the run was fitted to")
-    p.add_argument("--test-data", type=Path, help="held-out (T', N) continuation of the series")
+    p.add_argument(
+        "data",
+        type=Path,
+        help="the (T, N) series the run was fitted to; its last test_fraction (see 'dsr fit "
+        "--test-fraction') is scored as held-out data",
+    )
+    p.add_argument(
+        "--test-data",
+        type=Path,
+        help="a held-out (T', N) continuation of DATA (for runs fitted with --test-fraction 0)",
+    )
     p.add_argument("--lyap-steps", type=int, default=10_000, help="Lyapunov iterations")
     p.add_argument("--n-trajectories", type=int, default=100, help="free runs per model")
 

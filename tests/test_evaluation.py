@@ -19,7 +19,7 @@ from dsr.training.loop import TrainingConfig, fit_ensemble
 def fitted_run(tmp_path_factory):
     kernel = spm_hrf(1.2)
     x = simulate_convolved(simulate_latent(limit_cycle_plrnn(), 460), kernel, noise_sd=0.05)
-    cfg = TrainingConfig(epochs=2, batches_per_epoch=3, seq_len=60)
+    cfg = TrainingConfig(epochs=2, batches_per_epoch=3, seq_len=60, test_fraction=0)
     fitted = fit_ensemble([x[:360], x[:380]], kernel, n_restarts=2, config=cfg, device="cpu")
     run = tmp_path_factory.mktemp("run")
     save_ensemble(fitted, run / "fit" / "model.pt")

@@ -18,17 +18,25 @@ import pandas as pd
 from dsr._validation import check_confounds, check_positive, check_timeseries
 from dsr.analysis.free_runs import (
     analysis_setup,
+    escaped_runs,
     free_run_scores,
     initial_states,
     stack_per_model,
 )
-from dsr.analysis.lyapunov import kaplan_yorke_dimension, lyapunov_spectrum, per_second
+from dsr.analysis.lyapunov import (
+    average_finite,
+    kaplan_yorke_dimension,
+    lyapunov_spectra,
+    per_second,
+)
+from dsr.analysis.metrics import power_spectrum_error, state_space_divergence
 from dsr.analysis.prediction import prediction_error
 from dsr.analysis.selection import select_models, summarise
 from dsr.atomic import write_json, write_npy, write_text
 from dsr.errors import DsrInputError
 from dsr.signal.deconvolution import sliding_deconvolve, wiener_deconvolve
 from dsr.training.ensemble import load_ensemble
+from dsr.training.windows import train_length
 
 
 @dataclasses.dataclass
@@ -50,7 +58,8 @@ class Evaluation:
     spectra: np.ndarray
 
 
-def _subject(sid: str, value) -> SubjectData:
+def _subject(sid: str, value, test_fraction: float) -> SubjectData:
+    """Checked data of one subject; a whole series without ``x_test`` is split as in the fit."""
     fields = [f.name for f in dataclasses.fields(SubjectData)]
     if isinstance(value, Mapping) and (set(value) - set(fields) or "x" not in value):
         raise DsrInputError(
@@ -77,6 +86,9 @@ def _subject(sid: str, value) -> SubjectData:
         if v.r_test is None
         else check_confounds(v.r_test, len(xt), name=f"test confounds of {sid!r}")
     )
+    if xt is None and test_fraction > 0:
+        n = train_length(len(x), test_fraction)
+        return SubjectData(x[:n], None if r is None else r[:n], x[n:], None if r is None else r[n:])
     return SubjectData(x, r, xt, rt)
 
 
@@ -114,10 +126,10 @@ def _pe_test(model, decoder, full, rfull, n_train, index, pe_steps, kernel, floo
     return prediction_error(model, decoder, *stacked, pe_steps, 0, 0)
 
 
-def _lyapunov_columns(spectra: np.ndarray, tr_s, fs_hz) -> dict:
-    """``lambda_max`` (per step), ``lambda_max_per_s`` (with ``tr_s``/``fs_hz``) and ``ky_dim``
-    columns, (E,) each, from spectra (E, M)."""
-    columns = {"lambda_max": spectra[:, 0]}
+def _lyapunov_columns(spectra: np.ndarray, n_finite: np.ndarray, tr_s, fs_hz) -> dict:
+    """``lambda_max`` (per step), ``lambda_max_per_s`` (with ``tr_s``/``fs_hz``), ``ky_dim`` and
+    ``lyap_n_finite`` (initial conditions averaged) columns, (E,) each, from spectra (E, M)."""
+    columns = {"lambda_max": spectra[:, 0], "lyap_n_finite": n_finite}
     if tr_s is not None or fs_hz is not None:
         columns["lambda_max_per_s"] = per_second(spectra[:, 0], tr_s=tr_s, fs_hz=fs_hz)
     columns["ky_dim"] = kaplan_yorke_dimension(spectra)
@@ -136,6 +148,7 @@ def evaluate_ensemble(
     lyap_steps: int = 10_000,
     lyap_transient: int = 1000,
     lyap_initial: int = 4,
+    escape_horizon: float = 10.0,
     tr_s: float | None = None,
     fs_hz: float | None = None,
     chunk: int = 10,
@@ -148,14 +161,22 @@ def evaluate_ensemble(
     ``N(0, perturbation_sd^2)`` (``n_trajectories`` per model), cover train+test, are decoded with
     the full ``r`` and split at the train/test boundary; D_stsp (GMM variance ``gmm_scaling``) and
     D_H (``smoothing``) are averaged over the runs. PE_n on the training part uses the whole-series
-    deconvolution, on the test part the leak-free sliding one. PE_1 (train) feeds model selection.
-    The Lyapunov spectrum (per step; per second with ``tr_s``/``fs_hz``) starts from the same states.
+    deconvolution, on the test part the leak-free sliding one. The Lyapunov spectrum (per step; per
+    second with ``tr_s``/``fs_hz``) starts from the first ``lyap_initial`` of the same states.
+
+    Held-out data: a subject given as a whole series (no ``x_test``) is split as the fit split it
+    (``fitted.config['test_fraction']``): the fit trained on the first part, the rest is scored.
+    The free runs are also iterated ``escape_horizon`` times the series length; a model with a run
+    that goes non-finite or leaves the data's range by a wide margin is ``escaped``. Selection
+    (:func:`dsr.analysis.selection.select_models`): PE_1 on the training part <= 1, not escaped,
+    then ranked by held-out D_stsp and D_H (training scores when there is no test part).
     """
     check_positive("n_trajectories", n_trajectories, integer=True)
     missing = [s for s in fitted.subject_ids if s not in data]
     if missing:
         raise DsrInputError(f"no data for subject(s) {missing}; pass one entry per subject id")
-    subj = [_subject(s, data[s]) for s in fitted.subject_ids]
+    test_fraction = float(fitted.config.get("test_fraction", 0.0))
+    subj = [_subject(s, data[s], test_fraction) for s in fitted.subject_ids]
     idx = np.asarray(fitted.model_subject, dtype=int)
     model, decoder, kernel, floor, cl, cr = analysis_setup(fitted)
     full = [_joined(s.x, s.x_test) for s in subj]
@@ -182,12 +203,35 @@ def evaluate_ensemble(
     table |= free_run_scores(
         model, decoder, z0, full, rfull, n_train, idx, chunk, gmm_scaling, smoothing, seed
     )
-    spectra = lyapunov_spectrum(
-        model, z0=z0[:, :lyap_initial], n_steps=lyap_steps, transient=lyap_transient
+    low, high = (np.array([fn(f, axis=0) for f in full])[idx] for fn in (np.nanmin, np.nanmax))
+    horizon = int(np.ceil(escape_horizon * t_max))
+    table["escaped"], table["n_bounded"] = escaped_runs(model, decoder, z0, low, high, horizon)
+    spectra, n_finite = average_finite(
+        lyapunov_spectra(
+            model, z0=z0[:, :lyap_initial], n_steps=lyap_steps, transient=lyap_transient
+        )
     )
-    table |= _lyapunov_columns(spectra, tr_s, fs_hz)
-    frame = select_models(pd.DataFrame(table), pe_key="pe1_train")
-    return Evaluation(frame, summarise(frame), spectra)
+    table |= _lyapunov_columns(spectra, n_finite, tr_s, fs_hz)
+    segment = "test" if np.isfinite(table["dstsp_test"]).any() else "train"
+    frame = select_models(pd.DataFrame(table), pe_key="pe1_train", segment=segment)
+    summary = summarise(frame)
+    for sid, s in zip(fitted.subject_ids, subj, strict=True):
+        summary[sid]["data_floor"] = _data_floor(s, gmm_scaling, smoothing, seed)
+    return Evaluation(frame, summary, spectra)
+
+
+def _data_floor(s: SubjectData, gmm_scaling, smoothing, seed) -> dict:
+    """The scores of the data itself: its training part taken as the "model" of its test part.
+
+    A model whose held-out D_stsp / D_H come near these is as close to the held-out data as the
+    subject's own earlier recording; None without a test part."""
+    if s.x_test is None:
+        return {"dstsp": None, "dh": None}
+    train = s.x[:, None, :]
+    n = min(len(s.x), len(s.x_test))  # D_H compares equal lengths: the last n training samples
+    dstsp = state_space_divergence(s.x_test, train, gmm_scaling=gmm_scaling, seed=seed)
+    dh = power_spectrum_error(s.x_test[:n], train[-n:], smoothing)
+    return {"dstsp": float(dstsp[0]), "dh": float(dh[0])}
 
 
 def _model_file(run_dir: Path) -> Path:

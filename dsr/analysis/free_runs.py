@@ -131,3 +131,41 @@ def free_run_scores(
     with warnings.catch_warnings():  # all-NaN rows (diverged models) stay NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         return {k: np.nanmean(v, axis=1) for k, v in scores.items()}
+
+
+ESCAPE_MARGIN = 1.0  # a run escapes beyond [min - margin · range, max + margin · range] of the data
+ESCAPE_CHUNK_VALUES = 2**22  # latent values generated at a time by the boundedness check
+
+
+@torch.no_grad()
+def escaped_runs(model, decoder, z0, low, high, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Long-horizon boundedness check of the free runs from ``z0`` (E, K, M).
+
+    Each run is iterated ``n_steps`` steps (in chunks, nothing long is stored) and read out through
+    B without the kernel and the confounds (``B z_t``: the kernel sums to 1, so the convolved
+    readout follows ``B z_t`` up to smoothing). A run escapes when a readout goes non-finite or
+    leaves ``[low - m·(high - low), high + m·(high - low)]`` (m = ``ESCAPE_MARGIN``) in any dim.
+
+    Parameters
+    ----------
+    low, high : np.ndarray, shape (E, N)
+        Range of each model's data (its subject's train and test parts).
+
+    Returns
+    -------
+    escaped : np.ndarray of bool, shape (E,)
+        Any run of the model escaped.
+    n_bounded : np.ndarray of int, shape (E,)
+        Runs of the model that stayed bounded.
+    """
+    low, high = torch.as_tensor(low, dtype=z0.dtype), torch.as_tensor(high, dtype=z0.dtype)
+    width = high - low
+    lo, hi = (low - ESCAPE_MARGIN * width)[:, None, :], (high + ESCAPE_MARGIN * width)[:, None, :]
+    out = torch.zeros(z0.shape[:2], dtype=torch.bool)
+    z, chunk = z0, max(16, ESCAPE_CHUNK_VALUES // z0.numel())
+    for done in range(0, n_steps, chunk):
+        run = model.generate(z, min(chunk, n_steps - done) + 1)  # (1 + c, E, K, M)
+        x = torch.einsum("tekm,enm->tekn", run[1:], decoder.B)
+        out |= (~torch.isfinite(x) | (x < lo) | (x > hi)).any(dim=-1).any(dim=0)
+        z = run[-1]
+    return out.any(dim=1).numpy(), (~out).sum(dim=1).numpy()

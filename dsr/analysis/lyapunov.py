@@ -105,7 +105,7 @@ def _orthonormalize(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def lyapunov_spectrum(
+def lyapunov_spectra(
     model,
     z0: torch.Tensor | np.ndarray | None = None,
     n_steps: int = 10_000,
@@ -115,11 +115,11 @@ def lyapunov_spectrum(
     seed: int = 0,
     qr_every: int = 1,
 ) -> np.ndarray:
-    """Lyapunov spectrum of every model of a PLRNN ensemble, per step, shape (E, M).
+    """Lyapunov spectrum of every model and initial condition of an ensemble, per step, (E, B, M).
 
     All models and ``n_initial`` initial conditions are iterated as one batch with the analytic
-    Jacobian (``model.jacobian``) on the model's device; exponents are averaged over the initial
-    conditions (ignoring those that diverge to non-finite values).
+    Jacobian (``model.jacobian``) on the model's device. An initial condition whose orbit diverges
+    gets non-finite exponents; :func:`lyapunov_spectrum` averages the finite ones.
 
     Parameters
     ----------
@@ -140,7 +140,7 @@ def lyapunov_spectrum(
 
     Returns
     -------
-    np.ndarray, shape (E, M), sorted descending; NaN for a model whose orbits all diverged.
+    np.ndarray, shape (E, B, M), each spectrum sorted descending.
     """
     m = analysis_copy(model, dtype)
     device = next(m.parameters()).device
@@ -156,10 +156,23 @@ def lyapunov_spectrum(
         shape = tuple(z0.shape)
         raise DsrInputError(f"'z0' must be (E, B, M) = ({n_models}, B, {dim}); got {shape}")
     spectra = qr_lyapunov(m.jacobian, m.step, z0.to(device), n_steps, transient, qr_every)
-    finite = torch.isfinite(spectra).all(dim=-1, keepdim=True)
-    count = finite.sum(dim=1)
-    mean = torch.where(finite, spectra, 0.0).sum(dim=1) / count.clamp(min=1)
-    return torch.where(count > 0, mean, torch.nan).cpu().double().numpy()
+    return spectra.cpu().double().numpy()
+
+
+def average_finite(spectra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean spectrum over the finite initial conditions of ``spectra`` (E, B, M): ``(mean (E, M),
+    n_finite (E,))``; NaN for a model without any finite one."""
+    finite = np.isfinite(spectra).all(axis=-1)
+    count = finite.sum(axis=1)
+    with np.errstate(invalid="ignore"):
+        mean = np.where(finite[..., None], spectra, 0.0).sum(axis=1) / np.maximum(count, 1)[:, None]
+    return np.where(count[:, None] > 0, mean, np.nan), count
+
+
+def lyapunov_spectrum(model, z0=None, **kwargs) -> np.ndarray:
+    """Lyapunov spectrum of every model, per step, (E, M): :func:`lyapunov_spectra` averaged over
+    the initial conditions that stayed finite (NaN for a model whose orbits all diverged)."""
+    return average_finite(lyapunov_spectra(model, z0, **kwargs))[0]
 
 
 def max_lyapunov_exponent(model, **kwargs) -> np.ndarray:

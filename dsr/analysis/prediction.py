@@ -60,12 +60,27 @@ def _decode_series(decoder, z, r_t, t0, like) -> torch.Tensor:
     return decoder.decode(z_series, r_win)[:, :, 0].double().cpu()
 
 
-def _finite_mse(x_hat: torch.Tensor, target: torch.Tensor) -> np.ndarray:
-    """MSE per model over the finite squared errors of (T, E, N) tensors; (E,), NaN if none."""
-    sq = (x_hat - target) ** 2
-    mask = torch.isfinite(sq)
-    count = mask.sum(dim=(0, 2))
-    mse = torch.where(mask, sq, 0.0).sum(dim=(0, 2)) / count.clamp(min=1)
+def _fed_by_forcing(xd: torch.Tensor, starts: np.ndarray, h: int) -> torch.Tensor:
+    """(S - h + 1, E, 1) bool: decoded time i has a finite forcing at all h starts it draws on.
+
+    Starts without a forcing signal (NaN-padded subjects, the unrevealed test samples of the
+    sliding deconvolution) give no prediction; those times are not scored, unlike predictions that
+    go non-finite from a finite start."""
+    fed = torch.isfinite(xd[torch.as_tensor(starts)]).all(dim=-1).double()  # (S, E)
+    run = fed.unfold(0, h, 1).sum(-1) if h > 1 else fed  # (S - h + 1, E)
+    return (run == h)[..., None]
+
+
+def _mse(x_hat: torch.Tensor, target: torch.Tensor, scored: torch.Tensor) -> np.ndarray:
+    """MSE per model over the ``scored`` finite targets of (T, E, N) tensors; (E,).
+
+    Never drops a prediction: one non-finite prediction at a scored target makes the model's error
+    infinite (an exploding forecast is not a small one). NaN for a model without scored targets.
+    """
+    scored = scored & torch.isfinite(target)
+    count = scored.sum(dim=(0, 2))
+    sq = torch.where(scored, (x_hat - torch.nan_to_num(target)) ** 2, 0.0)
+    mse = torch.nan_to_num(sq, nan=torch.inf).sum(dim=(0, 2)) / count.clamp(min=1)
     return torch.where(count > 0, mse, torch.nan).numpy()
 
 
@@ -88,7 +103,9 @@ def prediction_error(
     ``z^(n)_{u+n}`` of successive starts form a series that is decoded through the kernel (with raw
     ``r``); the MSE against ``x_t`` runs over ``t`` in
     ``[cut_left + n + h - 1, T - max(cut_right - n, 0))``, skipping NaN targets (padding of
-    shorter subjects, scrubbed volumes). All models
+    shorter subjects, scrubbed volumes) and times whose kernel history includes a start without a
+    forcing signal (NaN deconvolution). A non-finite prediction at a scored target makes the
+    model's PE infinite: forecasts that blow up are never dropped. All models
     and starts run as one batch of shape (E, starts, M).
 
     Parameters
@@ -110,7 +127,8 @@ def prediction_error(
 
     Returns
     -------
-    np.ndarray, shape (E,); NaN for a model without any valid target.
+    np.ndarray, shape (E,); inf for a model with a non-finite prediction at a scored target, NaN
+    for a model without any scored target.
     """
     check_positive("n_steps", n_steps, integer=True)
     if cut_left < 0 or cut_right < 0:
@@ -130,4 +148,4 @@ def prediction_error(
     t0 = int(starts[0]) + n_steps
     x_hat = _decode_series(decoder, z, r_t, t0, like)  # times t0 + h - 1 ...
     target = x_t[t0 + h - 1 : t0 + starts.size]  # ends at T - max(cut_right - n, 0)
-    return _finite_mse(x_hat, target)
+    return _mse(x_hat, target, _fed_by_forcing(xd, starts, h))

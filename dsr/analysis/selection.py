@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from dsr._validation import check_choice
 from dsr.errors import DsrInputError
 
 
@@ -34,19 +35,24 @@ def select_models(
     by: str = "subject",
 ) -> pd.DataFrame:
     """Automatic model selection of spec section 5, per ``by`` group; returns a copy with columns
-    ``pe_ok`` (status ok and ``pe_key <= pe_threshold``), ``top_dstsp`` (best ``n_best_dstsp`` of
-    those by ``dstsp_<segment>``) and ``selected`` (best ``n_best_dh`` of those by ``dh_<segment>``,
-    the set used for lambda analyses). NaN scores never qualify."""
+    ``pe_ok`` (status ok and ``pe_key <= pe_threshold``), ``eligible`` (``pe_ok`` and not
+    ``escaped``, when the table has that column), ``top_dstsp`` (best ``n_best_dstsp`` eligible
+    models by ``dstsp_<segment>``), ``selected`` (best ``n_best_dh`` of those by ``dh_<segment>``,
+    the set used for lambda analyses) and ``selected_on`` (``segment``). NaN scores never
+    qualify."""
+    check_choice("segment", segment, ("train", "test"))
     need = {pe_key, f"dstsp_{segment}", f"dh_{segment}", "status", by}
     if need - set(table.columns):
         raise DsrInputError(f"table lacks column(s) {sorted(need - set(table.columns))}")
     t = table.copy()
     t["pe_ok"] = (t["status"] == "ok") & (t[pe_key] <= pe_threshold)
+    t["eligible"] = t["pe_ok"] & ~t.get("escaped", pd.Series(False, index=t.index)).astype(bool)
     dstsp, dh = t[f"dstsp_{segment}"], t[f"dh_{segment}"]
-    rank = dstsp.where(t["pe_ok"]).groupby(t[by]).rank(method="first")
+    rank = dstsp.where(t["eligible"]).groupby(t[by]).rank(method="first")
     t["top_dstsp"] = rank <= n_best_dstsp
     rank = dh.where(t["top_dstsp"]).groupby(t[by]).rank(method="first")
     t["selected"] = rank <= n_best_dh
+    t["selected_on"] = segment
     return t
 
 
@@ -69,6 +75,9 @@ def summarise(table: pd.DataFrame) -> dict:
             "n_models": int(len(g)),
             "n_ok": int((g["status"] == "ok").sum()),
             "n_pe_ok": int(g["pe_ok"].sum()),
+            "n_escaped": int(g["escaped"].sum()) if "escaped" in g else None,
+            "n_eligible": int(g["eligible"].sum()),
+            "selected_on": str(g["selected_on"].iloc[0]),
             "n_selected": int(len(sel)),
             "all": {c: _stats(g[c]) for c in score_cols if g[c].dtype.kind == "f"},
             "selected": {c: _stats(sel[c]) for c in score_cols if g[c].dtype.kind == "f"},

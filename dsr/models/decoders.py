@@ -82,7 +82,9 @@ def causal_valid_convolution(z: torch.Tensor, kernel: torch.Tensor) -> torch.Ten
     """``y_t = sum_s k_s z_{t-s}`` for the ``T - h + 1`` times with a full kernel history.
 
     Computed as banded (Toeplitz) matrix products over time, one GEMM per block of ~1.5 h outputs
-    (``_BandedConvolution``); differentiable in ``z``, not in the (fixed) kernel.
+    (``_BandedConvolution``); differentiable in ``z``, not in the (fixed) kernel. An output is NaN
+    exactly where its kernel history holds a non-finite sample (as the direct sum would be), so a
+    NaN-padded or partly unknown series keeps every output with a finite history.
 
     Parameters
     ----------
@@ -101,7 +103,14 @@ def causal_valid_convolution(z: torch.Tensor, kernel: torch.Tensor) -> torch.Ten
     if n_out <= 0:
         return z.new_empty((0, *rest))
     flat = z.reshape(n_time, -1)
+    bad = ~torch.isfinite(flat)
+    any_bad = bool(bad.any())
+    if any_bad:  # a band block's GEMM would spread one NaN (0 · NaN) over the whole block
+        flat = flat.masked_fill(bad, 0.0)
     out = _BandedConvolution.apply(flat, kernel.detach().to(z.dtype), _block_size(h))
+    if any_bad:  # non-finite exactly where the kernel history holds a non-finite sample
+        history = torch.nn.functional.pad(bad.cumsum(0), (0, 0, 1, 0))
+        out = out.masked_fill(history[h:] - history[:n_out] > 0, torch.nan)
     return out.reshape(n_out, *rest)
 
 
@@ -142,8 +151,11 @@ class LinearDecoder(nn.Module):
 
     @property
     def forced_dims(self) -> int:
-        """Number D of leading latents that the forcing signal pins (all of them here)."""
-        return self.latent_dim
+        """Number D = min(N, M) of leading latents that the forcing signal pins.
+
+        ``B⁺x`` has no component in the null space of B, so with M > N forcing every latent would
+        shrink the M − N unobserved directions by (1 − α) each step; they run free instead."""
+        return min(self.obs_dim, self.latent_dim)
 
     def _nuisance(self, r: torch.Tensor | None) -> torch.Tensor | float:
         if r is None or self.n_confounds == 0:
@@ -217,10 +229,6 @@ class IdentityDecoder(LinearDecoder):
         del self.B
         self.register_buffer("B", eye)
         self.L = nn.Parameter(_glorot((n_models, latent_dim - obs_dim, obs_dim), generator, dtype))
-
-    @property
-    def forced_dims(self) -> int:
-        return self.obs_dim
 
     @torch.no_grad()
     def forcing(self, x_deconv, r_deconv=None):

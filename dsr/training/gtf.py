@@ -35,13 +35,12 @@ def gtf_rollout(model, decoder, x_deconv, r_deconv, alpha: float) -> torch.Tenso
     finite, ``z̃_1`` = the decoder's initial state from ``x^deconv_1`` (no gradient through d).
     """
     d = decoder.forcing(x_deconv, r_deconv)
-    n_forced = decoder.forced_dims
-    sparse = alpha == 1.0 and decoder.obs_dim < model.latent_dim
-    weight = _forcing_weights(d, alpha, sparse)
-    target = torch.nan_to_num(d, 0.0, 0.0, 0.0).mul_(weight)  # α d_t, 0 where not forced
-    keep = torch.sub(1.0, weight)
     z = decoder.state_from_forcing(d[0])  # = decoder.initial_state(x_deconv[0], r_deconv[0])
-    return model.forced_rollout(z, keep[1:], target[1:, ..., :n_forced])
+    d = d[..., : decoder.forced_dims]
+    sparse = alpha == 1.0 and decoder.obs_dim < model.latent_dim
+    weight = _forcing_weights(d, alpha, sparse)[1:]  # sparse forcing keeps its phase from z̃_1
+    target = torch.nan_to_num(d[1:], 0.0, 0.0, 0.0).mul_(weight)  # α d_t, 0 where not forced
+    return model.forced_rollout(z, torch.sub(1.0, weight), target)
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -53,6 +53,7 @@ class TrainingConfig:
     cut_left: float = 0.25  # deconvolution edge cut (fraction of kernel length or count)
     cut_right: float = 0.5
     checkpoint_every: int = 25  # epochs between checkpoints (0: never)
+    test_fraction: float = 0.25  # last part of each series held out for evaluation (0: none)
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, MODELS)
@@ -75,6 +76,8 @@ class TrainingConfig:
             raise DsrInputError(f"'checkpoint_every' must be >= 0; got {self.checkpoint_every}")
         if self.grad_clip is not None:
             check_positive("grad_clip", self.grad_clip)
+        if not 0.0 <= self.test_fraction <= 0.5:
+            raise DsrInputError(f"'test_fraction' must be in [0, 0.5]; got {self.test_fraction}")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -118,6 +121,8 @@ def fit_ensemble(
     ----------
     data : sequence of np.ndarray, each (T_s, N)
         One series per subject (equal N; T may differ). NaN samples are left out of the loss.
+        Only the first ``train_length(T_s, config.test_fraction)`` samples train; pass the same
+        whole series to :func:`dsr.analysis.evaluate_ensemble`, which scores the rest.
     kernel : np.ndarray, shape (h,)
         Observation kernel (ignored by the "standard" decoder).
     confounds : sequence of np.ndarray (T_s, P), optional

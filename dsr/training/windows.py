@@ -36,8 +36,35 @@ def pad_stack(arrays: list[np.ndarray], n_time: int) -> np.ndarray:
     return out
 
 
+def train_length(n_time: int, test_fraction: float) -> int:
+    """Samples of a length-``n_time`` series that train; the last ``round(test_fraction · T)``
+    are held out for evaluation (0.25: the paper's 3:1 split, T = 652 -> 489 + 163)."""
+    return n_time - int(round(test_fraction * n_time))
+
+
+def _held_out(xs, rs, test_fraction: float, need: int, h: int, subject_ids):
+    """Training parts (first ``train_length`` samples) of checked series and confounds.
+
+    Raises ``DsrInputError`` naming the subject when the held-out part is shorter than the kernel
+    (too short to score) or the training part shorter than ``need`` samples."""
+    if test_fraction == 0:
+        return xs, rs
+    for x, sid in zip(xs, subject_ids, strict=True):
+        n = train_length(len(x), test_fraction)
+        if len(x) - n < h or n < need:
+            raise DsrInputError(
+                f"subject {sid!r}: test_fraction {test_fraction} splits its {len(x)} samples "
+                f"into {n} for training (>= {need} needed) and {len(x) - n} held out (>= the "
+                f"kernel length {h} needed); give a longer series or another test_fraction "
+                "(0: no held-out part, scores on the training data)"
+            )
+    parts = [x[: train_length(len(x), test_fraction)] for x in xs]
+    return parts, None if rs is None else [r[: len(x)] for r, x in zip(rs, parts, strict=True)]
+
+
 def prepare_cohort(data, confounds, kernel, config, subject_ids, device, dtype) -> _Cohort:
-    """Validate subject series, deconvolve them once and stack them on ``device``."""
+    """Validate subject series, keep their training parts (``config.test_fraction`` held out),
+    deconvolve them once and stack them on ``device``."""
     h = len(kernel)
     n_left = edge_samples(config.cut_left, h)
     need = max(config.seq_len + 1 + n_left, h)
@@ -60,7 +87,6 @@ def prepare_cohort(data, confounds, kernel, config, subject_ids, device, dtype) 
         cut_left=config.cut_left,
         cut_right=config.cut_right,
     )
-    x_dec = [wiener_deconvolve(np.nan_to_num(x), **deconv) for x in xs]
     rs = rs_dec = None
     if confounds is not None:
         rs = [
@@ -69,6 +95,9 @@ def prepare_cohort(data, confounds, kernel, config, subject_ids, device, dtype) 
         ]
         if len({r.shape[1] for r in rs}) > 1:
             raise DsrInputError("all subjects need the same number of confound columns")
+    xs, rs = _held_out(xs, rs, config.test_fraction, need, h, subject_ids)
+    x_dec = [wiener_deconvolve(np.nan_to_num(x), **deconv) for x in xs]
+    if rs is not None:
         rs_dec = [wiener_deconvolve(r, **deconv) for r in rs]
     n_time = max(len(x) for x in xs)
     n_right = edge_samples(config.cut_right, h)
