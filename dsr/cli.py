@@ -37,6 +37,12 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latent-dim", type=int, help="M (default: N)")
     p.add_argument("--hidden-dim", type=int, default=50, help="L")
     p.add_argument("--alpha", type=float, default=0.1, help="GTF strength (0: no forcing)")
+    p.add_argument(
+        "--gtf",
+        default="fixed",
+        choices=["fixed", "adaptive"],
+        help="fixed alpha, or adaptive GTF (alpha per model from the Jacobians)",
+    )
     p.add_argument("--epochs", type=int, default=1000)
     p.add_argument("--batches-per-epoch", type=int, default=50)
     p.add_argument("--seq-len", type=int, default=200, help="training window length")
@@ -81,6 +87,7 @@ def _run_fit(args: argparse.Namespace) -> None:
         latent_dim=args.latent_dim,
         hidden_dim=args.hidden_dim,
         alpha=args.alpha,
+        gtf=args.gtf,
         epochs=args.epochs,
         batches_per_epoch=args.batches_per_epoch,
         seq_len=args.seq_len,

@@ -124,15 +124,19 @@ def cluster(d: np.ndarray, n_clusters: int = 2) -> tuple[np.ndarray, np.ndarray]
 
 
 def subject_summary(subjects, eval_dirs, truths=None) -> pd.DataFrame:
-    """One row per subject from ``summary.json``: counts, medians of the selected models' scores,
-    λ_max per second (mean, SD) and, for the demo, the true λ_max."""
+    """One row per subject from ``summary.json``: counts, medians of the selected models' scores
+    (train and held-out), the data's own floor, λ_max per second (mean, SD) and, for the demo,
+    the true λ_max."""
     rows = []
     for k, (s, ev) in enumerate(zip(subjects, eval_dirs, strict=True)):
         summ = json.loads((Path(ev) / "summary.json").read_text(encoding="utf-8"))[s]
         sel = summ["selected"] if summ["n_selected"] else summ["all"]
-        row = {key: summ[key] for key in ("n_models", "n_ok", "n_pe_ok", "n_selected")}
-        for col in ("dstsp_train", "dh_train", "pe10_train", "ky_dim"):
+        row = {key: summ.get(key) for key in ("n_models", "n_ok", "n_escaped", "n_selected")}
+        row["selected_on"] = summ.get("selected_on", "train")
+        for col in sorted(c for c in sel if c.startswith(("dstsp", "dh", "pe"))) + ["ky_dim"]:
             row[f"{col}_median"] = sel.get(col, {}).get("median")
+        floor = summ.get("data_floor") or {}
+        row.update(dstsp_floor=floor.get("dstsp"), dh_floor=floor.get("dh"))
         lam = sel.get("lambda_max_per_s", {})
         row.update(lambda_max_per_s_mean=lam.get("mean"), lambda_max_per_s_sd=lam.get("sd"))
         if truths:

@@ -44,15 +44,24 @@ def _read_json(path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def selection_segment(table: pd.DataFrame) -> str:
+    """``"test"`` when the models were selected on held-out scores, else ``"train"``."""
+    on = table["selected_on"].iloc[0] if "selected_on" in table and len(table) else "train"
+    return "test" if on == "test" else "train"
+
+
 def shown_models(table: pd.DataFrame, n_show: int) -> tuple[list[int], bool]:
-    """Models to draw: the selected ones, else all finite ones — best D_stsp first either way.
+    """Models to draw: the selected ones, else all finite ones — best D_stsp first either way
+    (on the scores selection used: held-out when there is a test part).
 
     The figures show state-space geometry, so the order is by D_stsp; ordering the selected set by
     D_H put fixed-point models first in the demo (a flat run can have a low D_H)."""
-    sel = table[table["selected"].astype(bool)].sort_values(["dstsp_train", "dh_train"])
+    seg = selection_segment(table)
+    dstsp, dh = f"dstsp_{seg}", f"dh_{seg}"
+    sel = table[table["selected"].astype(bool)].sort_values([dstsp, dh])
     if len(sel):
         return [int(m) for m in sel["model"][:n_show]], True
-    ok = table[np.isfinite(table["dstsp_train"])].sort_values("dstsp_train")
+    ok = table[np.isfinite(table[dstsp])].sort_values(dstsp)
     pool = ok if len(ok) else table
     return [int(m) for m in pool["model"][:n_show]], False
 
@@ -75,6 +84,7 @@ def load_subject_results(extract_dir, fit_dir, eval_dir) -> dict:
         "spectra": np.load(ev / "lyapunov.npy"),
         "cycles": _read_json(ev / "fixed_points.json")["cycles"],
         "max_order": _read_json(ev / "fixed_points.json").get("max_order"),
+        "fp_method": _read_json(ev / "fixed_points.json").get("method", "region iteration"),
         "x_gen": traj["x_gen"],
         "z_gen": traj["z_gen"],
     }
@@ -124,16 +134,48 @@ def _extraction_summary(meta: dict, x: np.ndarray) -> dict:
     }
 
 
+METRIC_COLUMNS = (  # the report's column order: identity, selection, then train | test pairs
+    "model", "restart", "status", "selected", "escaped", "pe1_train", "pe10_train", "pe10_test",
+    "pe20_train", "pe20_test", "dstsp_train", "dstsp_test", "dh_train", "dh_test",
+    "lambda_max_per_s", "lyap_n_finite", "ky_dim", "n_bounded",
+)  # fmt: skip
+
+
 def _metric_table(table: pd.DataFrame, dt: float) -> str:
-    t = table.drop(columns=["lambda_max"], errors="ignore").copy()
+    t = table.copy()
     if "lambda_max_per_s" not in t:
         t["lambda_max_per_s"] = table["lambda_max"] / dt
+    t = t[[c for c in METRIC_COLUMNS if c in t]]
     rows = t.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
     for m in table.loc[table["selected"].astype(bool), "model"]:  # highlight selected rows
         rows = rows.replace(
             f"<tr>\n      <td>{m}</td>", f'<tr class="selected">\n      <td>{m}</td>', 1
         )
     return rows
+
+
+def selection_text(table: pd.DataFrame, floor: dict | None) -> str:
+    """How the models were selected, with counts, and the data's own scores as the floor."""
+    seg = selection_segment(table)
+    n = len(table)
+    n_pe = int(table["pe_ok"].sum()) if "pe_ok" in table else 0
+    n_esc = int(table["escaped"].sum()) if "escaped" in table else 0
+    n_sel = int(table["selected"].astype(bool).sum())
+    text = (
+        f"Selection: of {n} models, {n_pe} trained without divergence and predict one step ahead "
+        f"on the training data with PE₁ ≤ 1; {n_esc} escaped (a free run of 10× the series "
+        f"length left the data's range) and are never selected. The rest are ranked by "
+        f"{'held-out' if seg == 'test' else 'training'} D_stsp, then D_H: {n_sel} selected."
+    )
+    if seg == "train":
+        text += " There is no held-out part (test_fraction 0), so models are scored on the data they were trained on."
+    if floor and floor.get("dstsp") is not None:
+        text += (
+            f" Floor (the data's own training part scored as a model of its held-out part): "
+            f"D_stsp {floor['dstsp']:.3g}, D_H {floor['dh']:.3g}; held-out scores near these are "
+            "as good as the data allow."
+        )
+    return text
 
 
 def _cycles_table(cycles: list[dict]) -> str:
@@ -156,6 +198,7 @@ def write_subject_report(
         F.save_figure(fig, figure_paths[name])
     dt = step_seconds(res["meta"])
     sel = res["table"]["selected"].astype(bool)
+    summary = _read_json(Path(eval_dir) / "summary.json").get(subject, {})
     lam_sel = np.nanmedian(res["table"].loc[sel, "lambda_max"] / dt) if sel.any() else np.nan
     html = render(
         "subject.html",
@@ -171,11 +214,14 @@ def write_subject_report(
         shown=shown,
         any_selected=any_selected,
         table=jinja2.utils.markupsafe.Markup(_metric_table(res["table"], dt)),
+        selection=selection_text(res["table"], summary.get("data_floor")),
         truth=truth,
         lambda_selected="n/a" if np.isnan(lam_sel) else f"{lam_sel:.4f}",
         n_cycles=len(res["cycles"]),
         n_stable=sum(c["stable"] for c in res["cycles"]),
         max_order=res["max_order"],
+        fp_method=res["fp_method"],
+        model_name=res["fit"].get("config", {}).get("model", "this latent model"),
         cycles_table=jinja2.utils.markupsafe.Markup(_cycles_table(res["cycles"])),
     )
     return write_text(html_path, html)

@@ -19,28 +19,57 @@ def _finite_float(a: torch.Tensor) -> torch.Tensor:
     return a.mul(0.0).add_(1.0).nan_to_num_(0.0, 0.0, 0.0)
 
 
-def _forcing_weights(d: torch.Tensor, alpha: float, sparse: bool) -> torch.Tensor:
-    """GTF weight per time and latent ``(T, E, B, D)``: alpha where d is finite, 0 elsewhere."""
-    w = _finite_float(d).mul_(alpha)
+def _forcing_weights(d: torch.Tensor, alpha, sparse: bool) -> torch.Tensor:
+    """GTF weight per time and latent ``(T, E, B, D)``: alpha (a float, or per model (E,)) where
+    d is finite, 0 elsewhere."""
+    w = _finite_float(d).mul_(alpha if isinstance(alpha, float) else alpha[:, None, None])
     if sparse:  # alpha = 1 with N < M: force only every SPARSE_FORCING_INTERVAL steps
         keep = torch.arange(d.shape[0], device=d.device) % SPARSE_FORCING_INTERVAL == 0
         w = w * keep.to(d.dtype)[:, None, None, None]
     return w
 
 
-def gtf_rollout(model, decoder, x_deconv, r_deconv, alpha: float) -> torch.Tensor:
+def gtf_rollout(model, decoder, x_deconv, r_deconv, alpha) -> torch.Tensor:
     """Teacher-forced rollout over a window; returns the un-forced predictions ``(T-1, E, B, M)``.
 
     ``ẑ_t = F(z̃_{t-1})``, ``z̃_t = (1 − α) ẑ_t + α d_t`` on the first D latents where d_t is
     finite, ``z̃_1`` = the decoder's initial state from ``x^deconv_1`` (no gradient through d).
+    ``alpha``: a float, or one value per model (E,) (adaptive GTF).
     """
     d = decoder.forcing(x_deconv, r_deconv)
     z = decoder.state_from_forcing(d[0])  # = decoder.initial_state(x_deconv[0], r_deconv[0])
     d = d[..., : decoder.forced_dims]
-    sparse = alpha == 1.0 and decoder.obs_dim < model.latent_dim
+    sparse = isinstance(alpha, float) and alpha == 1.0 and decoder.obs_dim < model.latent_dim
     weight = _forcing_weights(d, alpha, sparse)[1:]  # sparse forcing keeps its phase from z̃_1
     target = torch.nan_to_num(d[1:], 0.0, 0.0, 0.0).mul_(weight)  # α d_t, 0 where not forced
     return model.forced_rollout(z, torch.sub(1.0, weight), target)
+
+
+AGTF_EVERY = 5  # batches between updates of the adaptive forcing strength
+AGTF_GAMMA = 0.999  # decay of alpha towards a lower alpha*
+
+
+@torch.no_grad()
+def adaptive_alpha(model, decoder, window, alpha: torch.Tensor) -> torch.Tensor:
+    """One update of the adaptive GTF strength (Hess et al., ICML 2023), per model (E,).
+
+    Along the forcing signals ``d_t`` of the batch's windows, ``𝒩_b`` is the geometric mean of
+    the Jacobian's spectral norm ``‖J(d_t)‖₂`` of sequence b, ``𝒩`` its maximum over sequences and
+    ``α* = max(0, 1 − 1/𝒩)``: the least forcing that keeps the forced map contracting. A larger
+    ``α*`` replaces ``alpha`` at once; a smaller one is approached as
+    ``γ α + (1 − γ) α*`` (γ = ``AGTF_GAMMA``).
+    """
+    _, x_deconv, _, r_deconv = window
+    d = decoder.forcing(x_deconv, r_deconv)  # (T, E, B, D)
+    n_time, n_models, batch = d.shape[:3]
+    z = decoder.state_from_forcing(d.permute(1, 0, 2, 3).reshape(n_models, n_time * batch, -1))
+    finite = torch.isfinite(z).all(-1)
+    norms = torch.linalg.matrix_norm(model.jacobian(torch.nan_to_num(z)), ord=2)
+    log_norm = torch.where(finite, norms.clamp_min(1e-30).log(), 0.0).view(n_models, n_time, batch)
+    count = finite.view(n_models, n_time, batch).sum(1).clamp_min(1)
+    growth = (log_norm.sum(1) / count).amax(1).exp()  # 𝒩 (E,)
+    target = (1 - 1 / growth).clamp(min=0.0).to(alpha.dtype)
+    return torch.where(target > alpha, target, AGTF_GAMMA * alpha + (1 - AGTF_GAMMA) * target)
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -73,7 +102,7 @@ class _MaskedMSE(torch.autograd.Function):
         return diff * (2 * grad / count)[:, None, None], None
 
 
-def gtf_loss(model, decoder, window, alpha: float, noise_sd: float, generator) -> torch.Tensor:
+def gtf_loss(model, decoder, window, alpha, noise_sd: float, generator) -> torch.Tensor:
     """Per-model GTF training loss ``(E,)`` on one batch of windows (noise-augmented)."""
     tune_allocator()
     x, x_deconv, r, r_deconv = window

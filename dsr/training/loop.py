@@ -32,6 +32,9 @@ from dsr.training.windows import prepare_cohort
 log = logging.getLogger(__name__)
 
 
+GTF_MODES = {"fixed": "alpha as configured", "adaptive": "aGTF, Hess et al. 2023"}
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     """Hyper-parameters of GTF training (defaults: spec section 4, paper LEMON settings)."""
@@ -41,6 +44,7 @@ class TrainingConfig:
     latent_dim: int | None = None  # M; None -> N (M = N)
     hidden_dim: int = 50  # L
     alpha: float = 0.1  # GTF strength; 0 = no forcing
+    gtf: str = "fixed"  # "fixed" alpha, or "adaptive" (aGTF: alpha from the Jacobians, per model)
     epochs: int = 1000
     batches_per_epoch: int = 50
     batch_size: int = 16
@@ -58,6 +62,7 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         check_choice("model", self.model, MODELS)
         check_choice("decoder", self.decoder, DECODERS)
+        check_choice("gtf", self.gtf, GTF_MODES)
         for name in ("hidden_dim", "epochs", "batches_per_epoch", "batch_size", "seq_len"):
             check_positive(name, getattr(self, name), integer=True)
         if self.latent_dim is not None:

@@ -16,7 +16,7 @@ import torch
 from dsr.models.decoders import make_decoder
 from dsr.models.registry import make_model
 from dsr.training.checkpoint import load_checkpoint
-from dsr.training.gtf import gtf_loss
+from dsr.training.gtf import AGTF_EVERY, adaptive_alpha, gtf_loss
 from dsr.training.windows import sample_windows
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class TrainState:
     history: torch.Tensor
     failed: torch.Tensor
     snapshot: list[torch.Tensor]
+    alpha: torch.Tensor  # GTF strength per model (E,); changes only with adaptive GTF
     epoch: int = 0
 
     @classmethod
@@ -67,6 +68,9 @@ class TrainState:
             history=torch.full((config.epochs, n_models), float("nan"), dtype=torch.float64),
             failed=torch.zeros(n_models, dtype=torch.bool, device=device),
             snapshot=[p.detach().clone() for p in params],
+            alpha=torch.full(
+                (n_models,), 1.0 if config.gtf == "adaptive" else config.alpha, device=device
+            ),
         )
 
     @property
@@ -77,13 +81,15 @@ class TrainState:
         """One epoch of GTF batches; flags diverged models; returns the mean losses (E,)."""
         params = self.params
         epoch_loss = torch.zeros(len(self.failed), device=self.failed.device, dtype=torch.float64)
-        for _ in range(config.batches_per_epoch):
+        adaptive = config.gtf == "adaptive"
+        for b in range(config.batches_per_epoch):
             window = sample_windows(
                 cohort, model_subject, config.batch_size, config.seq_len, self.rng
             )
-            loss = gtf_loss(
-                self.model, self.decoder, window, config.alpha, config.noise_sd, self.rng
-            )
+            if adaptive and (self.epoch * config.batches_per_epoch + b) % AGTF_EVERY == 0:
+                self.alpha = adaptive_alpha(self.model, self.decoder, window, self.alpha)
+            alpha = self.alpha if adaptive else config.alpha  # a float keeps sparse forcing
+            loss = gtf_loss(self.model, self.decoder, window, alpha, config.noise_sd, self.rng)
             self.optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()  # models are independent: each gets its own gradient
             if config.grad_clip:
@@ -108,6 +114,7 @@ class TrainState:
             "history": self.history,
             "failed": self.failed,
             "snapshot": self.snapshot,
+            "alpha": self.alpha,
         }
 
     def resume(self, checkpoint_dir, device, fingerprint) -> None:
@@ -130,6 +137,7 @@ class TrainState:
         self.failed.copy_(saved["failed"])
         for s, value in zip(self.snapshot, saved["snapshot"], strict=True):
             s.copy_(value)
+        self.alpha = saved["alpha"].to(device)
         self.epoch = saved["epoch"]
         log.info("resumed from %s at epoch %d", checkpoint_dir, self.epoch)
 

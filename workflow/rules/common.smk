@@ -109,12 +109,13 @@ def get_extract_params():
 
 
 def get_training_params():
-    """TrainingConfig fields from config['fit']."""
+    """TrainingConfig fields from config['fit'], plus the held-out fraction (evaluate)."""
     keys = (
-        "model decoder latent_dim hidden_dim alpha epochs batches_per_epoch batch_size seq_len "
+        "model decoder latent_dim hidden_dim alpha gtf epochs batches_per_epoch batch_size seq_len "
         "lr_start lr_end noise_sd grad_clip noise_floor cut_left cut_right checkpoint_every"
     )
-    return {k: config["fit"][k] for k in keys.split()}
+    params = {k: config["fit"][k] for k in keys.split()}
+    return params | {"test_fraction": config["evaluate"]["test_fraction"]}
 
 
 def get_truth(wildcards):

@@ -18,7 +18,12 @@ rule evaluate:
         mem_mb=4000,
         runtime=60,
     params:
-        options={k: v for k, v in config["evaluate"].items() if k != "threads"},
+        # test_fraction reaches evaluation through the fitted model (the fit made the split)
+        options={
+            k: v
+            for k, v in config["evaluate"].items()
+            if k not in ("threads", "test_fraction")
+        },
         seed=config["fit"]["seed"],
     script:
         "../scripts/evaluate.py"

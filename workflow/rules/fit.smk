@@ -26,6 +26,7 @@ if config["fit"]["batch_subjects"]:
             n_restarts=config["fit"]["n_restarts"],
             seed=config["fit"]["seed"],
             device=config["fit"]["device"],
+            tau_s=config["input"]["tau_s"],
             checkpoint_dir="checkpoints/cohort",
         script:
             "../scripts/fit.py"
@@ -52,6 +53,7 @@ else:
             n_restarts=config["fit"]["n_restarts"],
             seed=config["fit"]["seed"],
             device=config["fit"]["device"],
+            tau_s=config["input"]["tau_s"],
             checkpoint_dir="checkpoints/{subject}",
         script:
             "../scripts/fit.py"

@@ -26,6 +26,7 @@ run_fit(
     seed=p.seed,
     device=p.device,
     threads=snakemake.threads,
+    tau_s=p.tau_s,
     checkpoint_dir=p.checkpoint_dir,
     cohort_dir=Path(snakemake.output.cohort[0]).parent if batched else None,
 )
