@@ -108,3 +108,13 @@ def test_package_docstring_lists_its_exports(package):
 def test_modules_stay_small(path):
     n = len(path.read_text().splitlines())
     assert n <= 310, f"{path.relative_to(ROOT)} has {n} lines; split it by job"
+
+
+def test_no_path_outside_the_repository_in_docs_or_code():
+    repo = ROOT.parent
+    files = [repo / "README.md", *repo.glob("docs/*.md"), *MODULES]
+    assert len(files) > len(MODULES)  # README and docs/ exist
+    for path in files:
+        text = path.read_text()
+        for outside in ("../shared", "/work/", "shared/spec"):
+            assert outside not in text, f"{path.relative_to(repo)} names {outside!r}"

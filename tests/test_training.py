@@ -105,26 +105,26 @@ def test_resume_gives_same_parameters_as_uninterrupted(tmp_path, cycle_bold):
 
 def _run_epochs(data, config, ckpt, stop_after):
     """Train with checkpoints until ``stop_after`` epochs are saved, then abort like a kill."""
-    import dsr.training.loop as training
+    from dsr.training.state import TrainState
 
     class Killed(Exception):
         pass
 
-    original = training.save_checkpoint
+    original = TrainState.save
 
-    def save_then_maybe_die(directory, state):
-        original(directory, state)
-        if state["epoch"] >= stop_after:
+    def save_then_maybe_die(self, directory, fingerprint):
+        original(self, directory, fingerprint)
+        if self.epoch >= stop_after:
             raise Killed
 
-    training.save_checkpoint = save_then_maybe_die
+    TrainState.save = save_then_maybe_die
     try:
         with pytest.raises(Killed):
             fit_ensemble(
                 data, KERNEL, n_restarts=2, config=config, seed=3, device="cpu", checkpoint_dir=ckpt
             )
     finally:
-        training.save_checkpoint = original
+        TrainState.save = original
 
 
 def test_gtf_alpha_one_reproduces_forcing():

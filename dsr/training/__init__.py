@@ -2,7 +2,7 @@
 
 ``windows`` deconvolves each subject once and samples training windows; ``gtf`` runs the forced
 rollout and the masked loss; ``state`` holds models, decoders and optimisers with per-model
-divergence flags, saved and resumed by ``checkpoint``; ``loop`` has ``TrainingConfig`` and
+divergence flags, checkpointed and resumed; ``loop`` has ``TrainingConfig`` and
 ``fit_ensemble``; ``ensemble`` is the fitted-ensemble file format.
 
 Exports: ``TrainingConfig``, ``fit_ensemble``, ``resolve_device``, ``FittedEnsemble``,

@@ -24,7 +24,6 @@ from dsr.errors import DsrInputError
 from dsr.models.decoders import DECODERS
 from dsr.models.registry import MODELS
 from dsr.progress import Progress
-from dsr.training.checkpoint import save_checkpoint
 from dsr.training.ensemble import FittedEnsemble
 from dsr.training.state import TrainState
 from dsr.training.windows import prepare_cohort
@@ -191,7 +190,7 @@ def _train(state: TrainState, cohort, model_subject, config, checkpoint_dir, fin
             and every
             and (state.epoch % every == 0 or state.epoch == config.epochs)
         ):
-            save_checkpoint(checkpoint_dir, {"fingerprint": fingerprint, **state.state_dict()})
+            state.save(checkpoint_dir, fingerprint)
 
 
 def _loss_summary(loss: torch.Tensor, failed: torch.Tensor) -> str:

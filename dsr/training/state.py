@@ -1,25 +1,28 @@
 """The state of a GTF training run: models, optimiser, generator, losses and divergence flags.
 
-``TrainState`` advances one epoch at a time (``train_epoch``), is checkpointed as one dict
-(``state_dict``) and restored from it (``resume``). A model whose loss or parameters go non-finite
-is flagged and keeps its last finite parameters while the others train on.
+``TrainState`` advances one epoch at a time (``train_epoch``), is checkpointed atomically as one
+dict (``save``) and resumed from it after a crash or kill (``resume``). A model whose loss or
+parameters go non-finite is flagged and keeps its last finite parameters while the others train.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from dsr.atomic import remove_stale_temporaries, write_torch
 from dsr.models.decoders import make_decoder
 from dsr.models.registry import make_model
-from dsr.training.checkpoint import load_checkpoint
 from dsr.training.gtf import AGTF_EVERY, adaptive_alpha, gtf_loss
 from dsr.training.windows import sample_windows
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
 
 
 @dataclasses.dataclass
@@ -117,11 +120,22 @@ class TrainState:
             "alpha": self.alpha,
         }
 
+    def save(self, checkpoint_dir, fingerprint: dict) -> Path:
+        """Write the state atomically to ``checkpoint_dir/checkpoint.pt`` with the fit's
+        ``fingerprint`` (what a resume must match)."""
+        path = Path(checkpoint_dir) / CHECKPOINT_NAME
+        return write_torch(path, {"fingerprint": fingerprint, **self.state_dict()})
+
     def resume(self, checkpoint_dir, device, fingerprint) -> None:
-        """Restore from ``checkpoint_dir`` if it holds a checkpoint of this very fit."""
-        saved = load_checkpoint(checkpoint_dir, device)
-        if saved is None:
+        """Restore from ``checkpoint_dir`` if it holds a checkpoint of this very fit (half-written
+        temporaries of a killed run are removed first)."""
+        if checkpoint_dir is None:
             return
+        remove_stale_temporaries(checkpoint_dir)
+        path = Path(checkpoint_dir) / CHECKPOINT_NAME
+        if not path.is_file():
+            return
+        saved = torch.load(path, map_location=device, weights_only=False)
         if saved["fingerprint"] != fingerprint:
             log.warning(
                 "checkpoint in %s belongs to another configuration or data; starting afresh",
