@@ -199,3 +199,23 @@ def test_sliding_deconvolution_cost_is_linear():
     seconds(200)  # warm-up
     short, long = seconds(2_000), seconds(20_000)
     assert long < 10 * short and long < 30, (short, long)
+
+
+def test_a_run_that_cannot_be_scored_is_not_averaged_away():
+    from dsr.analysis.free_runs import free_run_scores
+
+    model = make_model("shPLRNN", 1, 1, 1, dtype=torch.float64)
+    dec = make_decoder("standard", 1, 1, 1, None, dtype=torch.float64)
+    with torch.no_grad():
+        model.W1.zero_()
+        model.h1.zero_()
+        model.A.fill_(1.0)  # constant runs: each stays where it starts
+        dec.B.fill_(1.0)
+    x = np.sin(np.arange(300) / 4.0)[:, None]  # data in [-1, 1]
+    z0 = torch.tensor([[[0.5], [50.0]]], dtype=torch.float64)  # run 2 far outside the bins
+    scores = free_run_scores(model, dec, z0, [x], [None], np.array([300]), np.array([0]), 10,
+                             1.0, 1.0, 0)  # fmt: skip
+    assert np.isnan(scores["dstsp_train"][0])
+    one = free_run_scores(model, dec, z0[:, :1], [x], [None], np.array([300]), np.array([0]), 10,
+                          1.0, 1.0, 0)  # fmt: skip
+    assert np.isfinite(one["dstsp_train"][0])

@@ -7,8 +7,6 @@ Latent trajectories are ``(T, E, K, M)`` (K runs per model); per-model data are 
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 
@@ -103,7 +101,8 @@ def free_run_scores(
     model, decoder, z0, full, rfull, n_train, index, chunk, gmm_scaling, smoothing, seed
 ) -> dict:
     """D_stsp and D_H of the free runs from ``z0`` (E, K, M) against each model's subject, on the
-    training part and the test part (if any), averaged over the runs: ``{score_segment: (E,)}``.
+    training part and the test part (if any), averaged over the runs: ``{score_segment: (E,)}``;
+    NaN for a model with any run that could not be scored.
 
     ``full`` and ``rfull`` are per-subject train+test series (T_s, N) and (T_s, P) (or None),
     ``n_train`` (S,) the training lengths, ``index`` (E,) the subject of each model."""
@@ -128,9 +127,9 @@ def free_run_scores(
                 scores[f"dh_{name}"][es, k : k + kk] = power_spectrum_error(
                     f[sl], g, smoothing
                 ).reshape(len(es), kk)
-    with warnings.catch_warnings():  # all-NaN rows (diverged models) stay NaN
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return {k: np.nanmean(v, axis=1) for k, v in scores.items()}
+    # a run that cannot be scored (e.g. no point inside the data's bins) makes the model's score
+    # NaN: averaging the other runs would report a better model than the one that was run
+    return {k: v.mean(axis=1) for k, v in scores.items()}
 
 
 ESCAPE_MARGIN = 1.0  # a run escapes beyond [min - margin · range, max + margin · range] of the data
