@@ -226,7 +226,7 @@ def run_evaluate(fit_dir, extract_dir, out_dir, *, max_order: int = 2, threads: 
     ``lyap_steps``, ...).
     """
     from dsr.analysis.evaluation import SubjectData, evaluate_run
-    from dsr.analysis.fixed_points import fixed_points_and_cycles
+    from dsr.analysis.fixed_points import fixed_points_and_cycles, search_method
     from dsr.analysis.free_runs import free_runs
     from dsr.training.ensemble import load_ensemble
 
@@ -240,7 +240,12 @@ def run_evaluate(fit_dir, extract_dir, out_dir, *, max_order: int = 2, threads: 
     cycles = fixed_points_and_cycles(fitted.model, max_order=max_order, seed=kwargs.get("seed", 0))
     write_json(
         Path(out_dir) / "fixed_points.json",
-        {"subject": subject, "max_order": max_order, "cycles": [c.to_dict() for c in cycles]},
+        {
+            "subject": subject,
+            "max_order": max_order,
+            "method": search_method(fitted.model),  # "not searched": no exact solver for the map
+            "cycles": [c.to_dict() for c in cycles],
+        },
     )
     x_gen, z_gen = free_runs(fitted, x, r)
     write_npz(Path(out_dir) / "trajectories.npz", x_gen=x_gen, z_gen=z_gen)

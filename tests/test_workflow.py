@@ -201,3 +201,25 @@ def test_subject_sheet_selects_subjects(tmp_path):
     proc = snakemake(tmp_path, config, "-n")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert re.search(r"extract\s+2", proc.stdout) and "ratB" not in proc.stdout
+
+
+@pytest.mark.parametrize("model", ["S4D", "selectiveSSM"])
+def test_state_space_models_run_through_the_workflow(tmp_path, model):
+    """A short fit of each state-space latent map, evaluated and reported for one subject:
+    S4D's fixed point comes from one exact solve, the selective SSM's are reported not searched."""
+    config = {**TINY, "fit": {**TINY["fit"], "model": model, "n_restarts": 2}}
+    proc = snakemake(tmp_path, config, "--cores", "2", "results/sub-01/report.html")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    fp = yaml.safe_load((tmp_path / "results/sub-01/evaluate/fixed_points.json").read_text())
+    html = (tmp_path / "results/sub-01/report.html").read_text(encoding="utf-8")
+    metrics = pd.read_csv(tmp_path / "results/sub-01/evaluate/metrics.tsv", sep="\t")
+    assert len(metrics) == 2 and np.isfinite(metrics["lambda_max"]).all()
+    if model == "S4D":
+        assert fp["method"] == "linear solve" and metrics["lambda_max"].lt(0).all()
+        assert [(c["model"], c["period"], c["stable"]) for c in fp["cycles"]] == [
+            (0, 1, True),
+            (1, 1, True),
+        ]
+    else:
+        assert fp["method"] == "not searched" and fp["cycles"] == []
+        assert "were not searched: the selectiveSSM map" in html

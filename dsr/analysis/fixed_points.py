@@ -1,11 +1,14 @@
-"""Exact fixed points and k-cycles of PLRNN ensembles by region iteration (SCYFI idea).
+"""Exact fixed points and k-cycles of latent-map ensembles, where the map's form allows them.
 
-All models and candidate orbits are solved as one batch, in float64: candidate points are
-``(E, C, k, M)`` (C candidates of period k per model), activation patterns ``(E, C, k, 2, L)``.
+PLRNNs (``map_kind`` "piecewise_linear") by region iteration (SCYFI idea): all models and candidate
+orbits are solved as one batch, in float64: candidate points are ``(E, C, k, M)`` (C candidates of
+period k per model), activation patterns ``(E, C, k, 2, L)``. Affine maps (the S4D SSM) by one
+linear solve per period. Other maps (the selective SSM) are not searched (``search_method``).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +16,17 @@ import torch
 
 from dsr._validation import check_positive
 from dsr.models.registry import analysis_copy
+
+log = logging.getLogger(__name__)
+
+SEARCH_METHODS = {"piecewise_linear": "region iteration", "affine": "linear solve"}
+NOT_SEARCHED = "not searched"
+
+
+def search_method(model) -> str:
+    """How :func:`fixed_points_and_cycles` treats ``model``: "region iteration" (PLRNNs), "linear
+    solve" (affine maps) or "not searched" (no exact solver for the map, e.g. the selective SSM)."""
+    return SEARCH_METHODS.get(getattr(model, "map_kind", None), NOT_SEARCHED)
 
 
 @dataclass
@@ -104,15 +118,20 @@ def fixed_points_and_cycles(
     seed: int = 0,
     tol: float = 1e-8,
 ) -> list[Cycle]:
-    """Exact fixed points and k-cycles (k <= max_order) of every PLRNN in an ensemble (SCYFI idea).
+    """Exact fixed points and k-cycles (k <= max_order) of every model in an ensemble.
 
-    The map is linear inside each ReLU region (patterns ``D1 = 1[W2 z + h2 > 0]`` and, clipped,
-    ``D2 = 1[W2 z > 0]``). For a candidate sequence of k regions the k-step linear system is solved;
-    the solution is kept when every orbit point lies in its assumed region, otherwise the regions
-    are replaced by those of the solution and the solve repeats (up to ``max_iter`` times). All
-    models and ``n_initial_regions`` random candidates are solved as one batch, in float64.
-    Accepted orbits are re-simulated (``|F^k(z) - z| < tol``), must have minimal period k, and are
-    deduplicated (a cycle counts once whatever its starting point).
+    PLRNNs (SCYFI idea): the map is linear inside each ReLU region (patterns
+    ``D1 = 1[W2 z + h2 > 0]`` and, clipped, ``D2 = 1[W2 z > 0]``). For a candidate sequence of k
+    regions the k-step linear system is solved; the solution is kept when every orbit point lies in
+    its assumed region, otherwise the regions are replaced by those of the solution and the solve
+    repeats (up to ``max_iter`` times). All models and ``n_initial_regions`` random candidates are
+    solved as one batch, in float64. Accepted orbits are re-simulated (``|F^k(z) - z| < tol``),
+    must have minimal period k, and are deduplicated (a cycle counts once whatever its start).
+
+    Affine maps ``F(z) = J z + c`` (``map_kind`` "affine", the S4D SSM): ``z = F^k(z)`` is one
+    linear solve per period, exact; with every |eigenvalue| < 1 only the fixed point exists. Any
+    other map (:func:`search_method` "not searched", e.g. the selective SSM) is not searched: the
+    result is empty and says nothing about its fixed points.
 
     Returns
     -------
@@ -121,7 +140,13 @@ def fixed_points_and_cycles(
     check_positive("max_order", max_order, integer=True)
     check_positive("n_initial_regions", n_initial_regions, integer=True)
     check_positive("max_iter", max_iter, integer=True)
+    method = search_method(model)
+    if method == NOT_SEARCHED:
+        log.info("fixed points not searched: %s has no exact solver", type(model).__name__)
+        return []
     m = analysis_copy(model, torch.float64, "cpu")
+    if method == SEARCH_METHODS["affine"]:
+        return _affine_cycles(m, max_order, tol)
     gen = torch.Generator().manual_seed(seed)
     found = []
     for period in range(1, max_order + 1):
@@ -140,6 +165,26 @@ def fixed_points_and_cycles(
         points, prod, ok = _solve_regions(m, regions, period)
         residual, first = _min_return(m, points[:, :, 0], period)
         keep = done & ok & (residual < tol * (1 + points.abs().amax((-1, -2)))) & (first == period)
+        found.append(_deduplicate(points, prod, residual, keep, period))
+    return sorted((c for group in found for c in group), key=lambda c: (c.model, c.period))
+
+
+def _affine_cycles(m, max_order: int, tol: float) -> list[Cycle]:
+    """Fixed points and k-cycles of an affine map ``F(z) = J z + c``: ``(I − J^k) z = F^k(0)``."""
+    zero = torch.zeros(m.n_models, 1, m.latent_dim, dtype=torch.float64)
+    jac = m.jacobian(zero)  # (E, 1, M, M), the same everywhere
+    eye = torch.eye(m.latent_dim, dtype=torch.float64)
+    found, prod, offset = [], eye.expand_as(jac), zero
+    for period in range(1, max_order + 1):
+        prod, offset = jac @ prod, m.step(offset)  # J^k, F^k(0)
+        z, info = torch.linalg.solve_ex(eye - prod, offset)
+        orbit = [z]
+        for _ in range(period - 1):
+            orbit.append(m.step(orbit[-1]))
+        points = torch.stack(orbit, dim=2)  # (E, 1, k, M)
+        residual, first = _min_return(m, z, period)
+        ok = (info == 0) & torch.isfinite(points).all((-1, -2))
+        keep = ok & (residual < tol * (1 + points.abs().amax((-1, -2)))) & (first == period)
         found.append(_deduplicate(points, prod, residual, keep, period))
     return sorted((c for group in found for c in group), key=lambda c: (c.model, c.period))
 

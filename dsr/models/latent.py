@@ -21,6 +21,9 @@ class LatentMap(nn.Module):
 
     n_models: int
     latent_dim: int
+    #: what the map's form allows an exact fixed-point search (``dsr.analysis.fixed_points``) to
+    #: use: "piecewise_linear" (region iteration), "affine" (one linear solve), None (not searched)
+    map_kind: str | None = None
 
     def step(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -33,6 +36,11 @@ class LatentMap(nn.Module):
 
     def hyperparameters(self) -> dict:
         raise NotImplementedError
+
+    def _rollout_step(self):
+        """The step function used by ``forced_rollout``; subclasses may return one that reuses
+        parameter transforms computed once per rollout instead of once per step."""
+        return self.step
 
     def generate(self, z0: torch.Tensor, n_steps: int) -> torch.Tensor:
         """Free-running trajectory from ``z0`` ``(E, B, M)``.
@@ -55,11 +63,12 @@ class LatentMap(nn.Module):
 
         ``ẑ_t = F(z̃_{t-1})``, ``z̃_t = ẑ_t ⊙ keep_t + target_t`` on the first D latents (the rest
         stay un-forced), ``z̃_0 = z0`` ``(E, B, M)``; ``keep``, ``target`` ``(T, E, B, D)`` carry no
-        gradient. This generic version runs autograd through ``step``.
+        gradient. This generic version runs autograd through ``step`` (``_rollout_step``).
         """
         n_forced, preds, z = keep.shape[-1], [], z0
+        step = self._rollout_step()
         for t in range(keep.shape[0]):
-            z_hat = self.step(z)
+            z_hat = step(z)
             preds.append(z_hat)
             forced = z_hat[..., :n_forced] * keep[t] + target[t]
             z = torch.cat([forced, z_hat[..., n_forced:]], -1)

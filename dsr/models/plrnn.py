@@ -35,6 +35,7 @@ class ShallowPLRNN(LatentMap):
     """
 
     clipped = False
+    map_kind = "piecewise_linear"
 
     def __init__(
         self,

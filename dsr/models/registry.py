@@ -10,8 +10,14 @@ from torch import nn
 from dsr._validation import check_choice
 from dsr.models.latent import LatentMap
 from dsr.models.plrnn import ClippedShallowPLRNN, ShallowPLRNN
+from dsr.models.ssm import DiagonalSSM, SelectiveSSM
 
-MODELS = {"cshPLRNN": ClippedShallowPLRNN, "shPLRNN": ShallowPLRNN}
+MODELS = {
+    "cshPLRNN": ClippedShallowPLRNN,
+    "shPLRNN": ShallowPLRNN,
+    "S4D": DiagonalSSM,
+    "selectiveSSM": SelectiveSSM,
+}
 
 
 def make_model(name: str, n_models: int, latent_dim: int, hidden_dim: int, **kwargs) -> LatentMap:
