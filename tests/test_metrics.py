@@ -154,3 +154,11 @@ def test_prediction_error_errors():
         prediction_error(model, decoder, x, np.zeros((30, 3, 2)))
     with pytest.raises(DsrInputError, match="cut_left"):
         prediction_error(model, decoder, x, x, cut_left=-1)
+
+
+def test_dh_of_a_flat_run_is_maximal_not_missing():
+    x = np.sin(np.arange(200) / 3.0)[:, None] + np.zeros((1, 2))
+    flat = np.ones((200, 2))
+    assert power_spectrum_error(x, flat) == 1.0
+    half = np.c_[x[:, 0], np.ones(200)]  # one dim oscillates exactly like the data, one is flat
+    assert power_spectrum_error(x, half) == pytest.approx(0.5)

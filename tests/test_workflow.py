@@ -95,6 +95,12 @@ def test_every_output_exists(run_dir):
     metrics = pd.read_csv(run_dir / "results/sub-01/evaluate/metrics.tsv", sep="\t")
     assert len(metrics) == TINY["fit"]["n_restarts"]  # one row per model
     assert {"dstsp_train", "dh_train", "lambda_max_per_s", "selected"} <= set(metrics.columns)
+    ok = metrics["status"] == "ok"  # the default scores on a held-out part: finite for every model
+    for col in ("dstsp_test", "dh_test", "pe10_test"):
+        assert np.isfinite(metrics.loc[ok, col]).all(), col
+    assert (metrics["selected_on"] == "test").all() and "escaped" in metrics
+    report = (run_dir / "results/sub-01/report.html").read_text()
+    assert "held-out D_stsp" in report and "Floor" in report
     emb = pd.read_csv(run_dir / "results/cohort/embedding.tsv", sep="\t")
     assert list(emb["subject"]) == SUBJECTS
 

@@ -188,7 +188,8 @@ def power_spectrum_error(
     ----------
     x : np.ndarray, shape (T, N)
     x_gen : np.ndarray, shape (T, N) or (T, K, N)
-        Same length T as ``x``. A constant generated dim gives NaN.
+        Same length T as ``x``. A constant generated dim (a run sitting on a fixed point) has no
+        spectrum to compare: it counts as disjoint from the data's (H = 1), never as missing.
     smoothing : float
         Gaussian SD in frequency bins (1.0 for evaluation, 20 for training monitors); 0 disables it.
 
@@ -206,5 +207,7 @@ def power_spectrum_error(
     p = _normalised_spectrum(x, smoothing)[:, None]  # (F, 1, N)
     q = _normalised_spectrum(x_gen, smoothing)  # (F, K, N)
     hellinger = np.sqrt(((np.sqrt(p) - np.sqrt(q)) ** 2).sum(axis=0) / 2.0)  # (K, N)
+    flat = np.all(x_gen == x_gen[:1], axis=0)  # (K, N): a generated dim without any oscillation
+    hellinger = np.where(flat & np.isfinite(x_gen[0]), 1.0, hellinger)
     out = hellinger.mean(axis=-1)
     return out if batched else float(out[0])
