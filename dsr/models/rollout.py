@@ -2,13 +2,50 @@
 
 Used by ``ShallowPLRNN.forced_rollout``; checked against the autograd loop through
 ``ShallowPLRNN.step`` and by ``gradcheck`` (tests/test_reliability.py).
+
+On CPU the time loop runs compiled (``dsr.models.rollout_numba``, one call per batch forward and
+backward) when numba imports; otherwise, on CUDA, and with ``DSR_ROLLOUT=torch`` (or
+``BACKEND = "torch"``) it runs as a few tensor operations per step (the torch loop below). Both
+compute the same recurrence (tests/test_rollout_numba.py: 1e-10 in float64).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import warnings
 
 import torch
+
+#: "auto": the compiled loop for CPU tensors when numba imports; "torch": tensor ops per step
+BACKEND = os.environ.get("DSR_ROLLOUT", "auto")
+_KERNELS: dict = {}
+
+
+def compiled_kernels():
+    """The numba kernels module, or None (with one warning) when numba cannot be imported."""
+    if "module" not in _KERNELS:
+        try:
+            from dsr.models import rollout_numba
+        except ImportError as err:  # no wheel for this platform, or a broken install
+            warnings.warn(
+                f"numba is not available ({err}); the GTF rollout runs as torch operations per "
+                "time step, several times slower on CPU (pip install numba)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            rollout_numba = None
+        _KERNELS["module"] = rollout_numba
+    return _KERNELS["module"]
+
+
+def _use_compiled(*tensors: torch.Tensor) -> bool:
+    if BACKEND == "torch" or any(t.device.type != "cpu" for t in tensors):
+        return False
+    dtype = tensors[0].dtype
+    if dtype not in (torch.float32, torch.float64) or any(t.dtype != dtype for t in tensors):
+        return False
+    return compiled_kernels() is not None
 
 
 def _clamp_bounds(h2: torch.Tensor, clipped: bool):
@@ -42,11 +79,18 @@ class ForcedRollout(torch.autograd.Function):
     def forward(ctx, z0, keep, target, A, W1, W2, h1, h2, clipped):
         n_steps, E, B, D = keep.shape
         M, L = z0.shape[-1], h2.shape[-1]
+        ctx.clipped = clipped
+        ctx.compiled = _use_compiled(z0, keep, target, A, W1, W2, h1, h2)
+        if ctx.compiled:
+            zhat, saved = compiled_kernels().forward(z0, keep, target, A, W1, W2, h1, h2, clipped)
+            ctx.save_for_backward(keep, *saved)
+            return zhat
         sign, lo, hi = _clamp_bounds(h2, clipped)
-        W2t = W2.transpose(1, 2).contiguous()  # (E, M, L)
         W1s = W1 * sign[:, None, :]  # activation sign folded into W1, its offset into h1
+        h1s = h1 - torch.einsum("eml,el->em", W1s, lo)
+        W2t = W2.transpose(1, 2).contiguous()  # (E, M, L)
         W1st = W1s.transpose(1, 2).contiguous()  # (E, L, M)
-        h1E = _full(h1 - torch.einsum("eml,el->em", W1s, lo), B)
+        h1E = _full(h1s, B)
         h2E, loE, hiE, AE = _full(h2, B), _full(lo, B), _full(hi, B), _full(A, B)
         zin = z0.new_empty((n_steps, E, B, M))  # state entering step t (z̃_{t-1})
         u = z0.new_empty((n_steps, E, B, L))  # W2 z̃_{t-1} + h2
@@ -71,13 +115,16 @@ class ForcedRollout(torch.autograd.Function):
                     nxt = zin_t[t + 1]
                     nxt.copy_(zh)
                     nxt[..., :D].mul_(keep_t[t]).add_(target_t[t])
-        ctx.clipped = clipped
         ctx.save_for_backward(zin, u, keep, A, W1s, W2, sign, lo, hi)
         return zhat
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
+        if ctx.compiled:
+            keep, *saved = ctx.saved_tensors
+            g_in, g_A, g_W1, g_W2, g_h1, g_h2 = compiled_kernels().backward(grad, keep, saved)
+            return g_in, None, None, g_A, g_W1, g_W2, g_h1, g_h2, None
         zin, u, keep, A, W1s, W2, sign, lo, hi = ctx.saved_tensors
         n_steps, E, B, M = zin.shape
         L, D = u.shape[-1], keep.shape[-1]

@@ -19,10 +19,21 @@ def _finite_float(a: torch.Tensor) -> torch.Tensor:
     return a.mul(0.0).add_(1.0).nan_to_num_(0.0, 0.0, 0.0)
 
 
-def _forcing_weights(d: torch.Tensor, alpha, sparse: bool) -> torch.Tensor:
+def _all_finite(a: torch.Tensor) -> bool:
+    """Whether every entry of ``a`` is finite: one sum (a NaN or ±inf entry makes it non-finite),
+    the elementwise check only when the sum is not finite (measured 0.2 vs 8 ms at E = 64)."""
+    return bool(torch.isfinite(a.sum())) or bool(torch.isfinite(a).all())
+
+
+def _forcing_weights(d: torch.Tensor, alpha, sparse: bool, finite: bool = False) -> torch.Tensor:
     """GTF weight per time and latent ``(T, E, B, D)``: alpha (a float, or per model (E,)) where
-    d is finite, 0 elsewhere."""
-    w = _finite_float(d).mul_(alpha if isinstance(alpha, float) else alpha[:, None, None])
+    d is finite, 0 elsewhere (``finite``: d is known to be finite everywhere)."""
+    scale = alpha if isinstance(alpha, float) else alpha[:, None, None]
+    w = (
+        torch.empty_like(d).copy_(torch.as_tensor(scale))
+        if finite
+        else _finite_float(d).mul_(scale)
+    )
     if sparse:  # alpha = 1 with N < M: force only every SPARSE_FORCING_INTERVAL steps
         keep = torch.arange(d.shape[0], device=d.device) % SPARSE_FORCING_INTERVAL == 0
         w = w * keep.to(d.dtype)[:, None, None, None]
@@ -40,8 +51,10 @@ def gtf_rollout(model, decoder, x_deconv, r_deconv, alpha) -> torch.Tensor:
     z = decoder.state_from_forcing(d[0])  # = decoder.initial_state(x_deconv[0], r_deconv[0])
     d = d[..., : decoder.forced_dims]
     sparse = isinstance(alpha, float) and alpha == 1.0 and decoder.obs_dim < model.latent_dim
-    weight = _forcing_weights(d, alpha, sparse)[1:]  # sparse forcing keeps its phase from z̃_1
-    target = torch.nan_to_num(d[1:], 0.0, 0.0, 0.0).mul_(weight)  # α d_t, 0 where not forced
+    finite = _all_finite(d)  # then the masks are constant (same values, fewer passes)
+    weight = _forcing_weights(d, alpha, sparse, finite)[1:]  # sparse forcing keeps its phase
+    source = d[1:] if finite else torch.nan_to_num(d[1:], 0.0, 0.0, 0.0)
+    target = torch.mul(source, weight)  # α d_t, 0 where not forced
     return model.forced_rollout(z, torch.sub(1.0, weight), target)
 
 
@@ -89,9 +102,14 @@ class _MaskedMSE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, pred, target):
-        valid = _finite_float(target)
-        diff = torch.sub(pred, torch.nan_to_num(target, 0.0, 0.0, 0.0)).mul_(valid)
-        count = valid.sum(dim=(0, 2, 3)).clamp_(min=1)
+        if _all_finite(target):  # every sample counts (same values as the masked path)
+            diff = torch.sub(pred, target)
+            n = target.shape[0] * target.shape[2] * target.shape[3]
+            count = target.new_full((target.shape[1],), float(max(n, 1)))
+        else:
+            valid = _finite_float(target)
+            diff = torch.sub(pred, torch.nan_to_num(target, 0.0, 0.0, 0.0)).mul_(valid)
+            count = valid.sum(dim=(0, 2, 3)).clamp_(min=1)
         ctx.save_for_backward(diff, count)
         return torch.linalg.vector_norm(diff, dim=(0, 2, 3)).square_().div_(count)
 
