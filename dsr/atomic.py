@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 
 @contextlib.contextmanager
@@ -68,6 +67,8 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
 
 
 def write_torch(path: str | Path, obj: Any) -> Path:
+    import torch  # here, not at the top: ``dsr --help`` and the torch-free stages skip it
+
     return atomic_write(path, lambda p: torch.save(obj, p))
 
 

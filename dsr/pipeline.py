@@ -10,16 +10,22 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dsr._validation import check_choice
 from dsr.atomic import write_json, write_npy, write_npz
 from dsr.errors import DsrInputError
-from dsr.io import load_extraction
-from dsr.report.cohort import run_cohort  # noqa: F401 (the cohort stage's entry point)
-from dsr.signal.kernels import make_kernel
 
 log = logging.getLogger(__name__)
+
+# torch, nilearn (dsr.io), matplotlib (dsr.report) and scipy (kernels) are imported by the stages
+# that use them: every job and every Snakemake start-up imports this module (5-8 s with them).
+
+
+def run_cohort(*args, **kwargs):
+    """The cohort stage: ``dsr.report.cohort.run_cohort``."""
+    from dsr.report.cohort import run_cohort as run
+
+    return run(*args, **kwargs)
 
 
 def run_demo(out_dir, subjects: list[str], **kwargs) -> Path:
@@ -149,6 +155,8 @@ def run_extract(kind: str, input_dir, subject: str, out_dir, **options) -> Path:
 
 def subject_kernel(meta: dict, kernel: str = "auto", tau_s: float = 0.7, path=None) -> np.ndarray:
     """Observation kernel for a subject: HRF at ``meta['tr_s']`` or calcium at ``meta['fs_hz']``."""
+    from dsr.signal.kernels import make_kernel
+
     if kernel == "file":
         return make_kernel("file", path=path)
     if kernel == "standard":
@@ -180,7 +188,10 @@ def run_fit(
     ``cohort_dir/model.pt`` and then split: ``out_dirs[s]`` gets subject s's models only
     (``model.pt``, ``fit.json``, ``loss.tsv``). All subjects need the same N and sampling unit.
     """
+    import torch
+
     from dsr.cli import write_fit_outputs
+    from dsr.io import load_extraction
     from dsr.training.ensemble import save_ensemble
     from dsr.training.loop import TrainingConfig, fit_ensemble
 
@@ -225,9 +236,12 @@ def run_evaluate(fit_dir, extract_dir, out_dir, *, max_order: int = 2, threads: 
     ``kwargs`` go to :func:`dsr.analysis.evaluation.evaluate_ensemble` (``n_trajectories``, ``pe_steps``,
     ``lyap_steps``, ...).
     """
+    import torch
+
     from dsr.analysis.evaluation import SubjectData, evaluate_run
     from dsr.analysis.fixed_points import fixed_points_and_cycles, search_method
     from dsr.analysis.free_runs import free_runs
+    from dsr.io import load_extraction
     from dsr.training.ensemble import load_ensemble
 
     torch.set_num_threads(max(1, int(threads)))
