@@ -6,6 +6,7 @@ atomically and returns what it wrote. Nothing here imports snakemake.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -181,12 +182,16 @@ def run_fit(
     tau_s: float = 0.7,
     checkpoint_dir=None,
     cohort_dir=None,
+    hierarchical: dict | None = None,
 ) -> list[Path]:
     """Fit ``n_restarts`` models per subject as ONE ensemble and write each subject's fit folder.
 
     With several subjects (``fit.batch_subjects``) the joint ensemble is also saved to
     ``cohort_dir/model.pt`` and then split: ``out_dirs[s]`` gets subject s's models only
     (``model.pt``, ``fit.json``, ``loss.tsv``). All subjects need the same N and sampling unit.
+    ``hierarchical`` (``fit.hierarchical``, when ``enabled``): one hierarchical cohort model
+    instead (``dsr.training.hierarchical``); ``cohort_dir`` also gets ``features.npy`` and
+    ``hierarchical.pt``, each subject's ``fit.json`` its features per restart.
     """
     import torch
 
@@ -205,7 +210,13 @@ def run_fit(
     has_r = [r is not None for r in confounds]
     if any(has_r) and not all(has_r):
         raise DsrInputError("some subjects have nuisance regressors and some do not")
-    fitted = fit_ensemble(
+    fit, hfit = fit_ensemble, None
+    if hierarchical and hierarchical.get("enabled"):
+        from dsr.training.hierarchical import HierarchicalConfig, fit_hierarchical
+
+        options = {k: v for k, v in hierarchical.items() if k != "enabled"}
+        fit = functools.partial(fit_hierarchical, hierarchical=HierarchicalConfig(**options))
+    fitted = fit(
         [e.timeseries for e in loaded],
         subject_kernel(metas[0], training.get("decoder", "convolved"), tau_s),
         confounds=confounds if all(has_r) else None,
@@ -216,14 +227,23 @@ def run_fit(
         device=device,
         checkpoint_dir=checkpoint_dir,
     )
+    if fit is not fit_ensemble:
+        hfit, fitted = fitted, fitted.ensemble
     if cohort_dir is not None:
         save_ensemble(fitted, Path(cohort_dir) / "model.pt")
         write_fit_outputs(fitted, Path(cohort_dir))
+        if hfit is not None:
+            from dsr.training.hierarchical import save_hierarchical
+
+            save_hierarchical(hfit, cohort_dir)
     for s, out in enumerate(out_dirs):
         part = fitted.for_subject(subjects[s]) if len(subjects) > 1 else fitted
         save_ensemble(part, Path(out) / "model.pt")
         rate = {"tr_s": metas[s].get("tr_s"), "fs_hz": metas[s].get("fs_hz")}
-        write_fit_outputs(part, Path(out), extra={"data": str(extract_dirs[s]), **rate})
+        extra = {"data": str(extract_dirs[s]), **rate}
+        if hfit is not None:  # this subject's features, one row per restart
+            extra["features"] = hfit.features[:, s].tolist()
+        write_fit_outputs(part, Path(out), extra=extra)
     return [Path(o) for o in out_dirs]
 
 

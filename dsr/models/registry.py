@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from dsr._validation import check_choice
+from dsr.models.hierarchical import HierarchicalPLRNN
 from dsr.models.latent import LatentMap
 from dsr.models.plrnn import ClippedShallowPLRNN, ShallowPLRNN
 from dsr.models.ssm import DiagonalSSM, SelectiveSSM
@@ -18,6 +19,26 @@ MODELS = {
     "S4D": DiagonalSSM,
     "selectiveSSM": SelectiveSSM,
 }
+
+
+#: latent maps with a hierarchical (cohort) form, by the name of the map they materialise
+HIERARCHICAL = {"cshPLRNN": HierarchicalPLRNN, "shPLRNN": HierarchicalPLRNN}
+
+
+def make_hierarchical(
+    name: str,
+    n_restarts: int,
+    n_subjects: int,
+    n_features: int,
+    latent_dim: int,
+    hidden_dim: int,
+    **kwargs,
+) -> HierarchicalPLRNN:
+    """Build a hierarchical cohort model (``dsr.models.hierarchical``) of map ``name``."""
+    check_choice("model (hierarchical fit)", name, HIERARCHICAL)
+    return HIERARCHICAL[name](
+        n_restarts, n_subjects, n_features, latent_dim, hidden_dim, base=name, **kwargs
+    )
 
 
 def make_model(name: str, n_models: int, latent_dim: int, hidden_dim: int, **kwargs) -> LatentMap:

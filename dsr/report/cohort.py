@@ -200,12 +200,16 @@ def run_cohort(
     truths=None,
     n_clusters: int = 2,
     n_show: int = 3,
+    hierarchical_fit=None,
+    subject_sheet=None,
 ) -> Path:
     """Cohort comparison: summary, λ_max variance test, dissimilarity, MDS, clustering, HTML.
 
     Writes ``summary.tsv``, ``dissimilarity.tsv``, ``embedding.tsv``, ``variance_test.json``,
     the figures (``figure_paths``: lambda, dissimilarity, embedding) and ``report.html`` linking
-    ``report_links`` (subject -> relative path of its report).
+    ``report_links`` (subject -> relative path of its report). With ``hierarchical_fit`` (the
+    cohort fit folder of a hierarchical model) also ``features.tsv`` and the feature-space section
+    (figure ``figure_paths["features"]``; covariates from ``truths`` and ``subject_sheet``).
     """
     from dsr.report import figures as F
     from dsr.report.html import write_cohort_report
@@ -228,6 +232,26 @@ def run_cohort(
     emb = pd.DataFrame(
         {"subject": subjects, "mds1": coords[:, 0], "mds2": coords[:, 1], "cluster": labels}
     )
+    features = None
+    if hierarchical_fit is not None:
+        from dsr.report.features import run_feature_space
+
+        features = run_feature_space(
+            subjects,
+            hierarchical_fit,
+            eval_dirs,
+            out,
+            figure_paths["features"],
+            truths=truths,
+            sheet=subject_sheet,
+            n_clusters=n_clusters,
+        )
     return write_cohort_report(
-        out / "report.html", figure_paths, summary, variance_text(test), emb, report_links
+        out / "report.html",
+        figure_paths,
+        summary,
+        variance_text(test),
+        emb,
+        report_links,
+        features=features,
     )

@@ -227,10 +227,23 @@ def write_subject_report(
     return write_text(html_path, html)
 
 
-def write_cohort_report(html_path, figure_paths: dict, summary, test_text, embedding, links):
-    """Write the cohort HTML (summary table, variance test, figures, links to subject reports)."""
+def write_cohort_report(
+    html_path, figure_paths: dict, summary, test_text, embedding, links, features=None
+):
+    """Write the cohort HTML (summary table, variance test, figures, links to subject reports;
+    ``features``: the feature-space section of a hierarchical fit, ``dsr.report.features``)."""
     html_path = Path(html_path)
     table = summary.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
+    if features is not None:
+        features = {
+            "text": features["text"],
+            **{
+                k: jinja2.utils.markupsafe.Markup(
+                    features[k].to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0)
+                )
+                for k in ("table", "relation")
+            },
+        }
     return write_text(
         html_path,
         render(
@@ -244,5 +257,6 @@ def write_cohort_report(html_path, figure_paths: dict, summary, test_text, embed
             embedding_table=jinja2.utils.markupsafe.Markup(
                 embedding.to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0)
             ),
+            features=features,
         ),
     )

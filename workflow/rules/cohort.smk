@@ -11,6 +11,11 @@ rule cohort:
             if is_demo()
             else []
         ),
+        features=(
+            ["results/cohort_fit/features.npy", "results/cohort_fit/model.pt"]
+            if is_hierarchical()
+            else []
+        ),
     output:
         summary="results/cohort/summary.tsv",
         dissimilarity="results/cohort/dissimilarity.tsv",
@@ -31,6 +36,18 @@ rule cohort:
             caption="../report/cohort_embedding.rst",
             category="5 Cohort",
         ),
+        features=(
+            [
+                "results/cohort/features.tsv",
+                report(
+                    "results/cohort/figures/features.png",
+                    caption="../report/cohort_features.rst",
+                    category="5 Cohort",
+                ),
+            ]
+            if is_hierarchical()
+            else []
+        ),
     log:
         "logs/cohort/cohort.log",
     conda:
@@ -43,5 +60,6 @@ rule cohort:
         subjects=SUBJECTS,
         n_clusters=config["cohort"]["n_clusters"],
         n_show=config["report"]["n_show"],
+        subject_sheet=config["input"]["subject_sheet"],
     script:
         "../scripts/cohort.py"

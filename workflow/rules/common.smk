@@ -118,6 +118,11 @@ def get_training_params():
     return params | {"test_fraction": config["evaluate"]["test_fraction"]}
 
 
+def is_hierarchical():
+    """fit.hierarchical.enabled: one hierarchical cohort model instead of independent fits."""
+    return config["fit"]["hierarchical"]["enabled"]
+
+
 def get_truth(wildcards):
     """Ground-truth JSON of a demo subject (empty for real data)."""
     if is_demo():
@@ -147,9 +152,10 @@ def subject_figure(name):
 
 
 def get_final_outputs():
-    return expand("results/{subject}/report.html", subject=SUBJECTS) + [
+    outputs = expand("results/{subject}/report.html", subject=SUBJECTS) + [
         "results/cohort/summary.tsv",
         "results/cohort/dissimilarity.tsv",
         "results/cohort/embedding.tsv",
         "results/cohort/report.html",
     ]
+    return outputs + (["results/cohort/features.tsv"] if is_hierarchical() else [])

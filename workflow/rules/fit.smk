@@ -1,13 +1,18 @@
 FIT_FILES = ["model.pt", "fit.json", "loss.tsv"]
+# a hierarchical cohort fit also writes the subject features and the cohort model itself
+COHORT_FIT_FILES = FIT_FILES + (
+    ["features.npy", "hierarchical.pt"] if is_hierarchical() else []
+)
 
-if config["fit"]["batch_subjects"]:
+if config["fit"]["batch_subjects"] or is_hierarchical():
 
-    # One job, one ensemble of subjects x restarts models; split into per-subject folders.
+    # One job, one ensemble of subjects x restarts models (or one hierarchical cohort model);
+    # split into per-subject folders.
     rule fit_cohort:
         input:
             expand("results/{subject}/extract/meta.json", subject=SUBJECTS),
         output:
-            cohort=expand("results/cohort_fit/{file}", file=FIT_FILES),
+            cohort=expand("results/cohort_fit/{file}", file=COHORT_FIT_FILES),
             subjects=expand(
                 "results/{subject}/fit/{file}", subject=SUBJECTS, file=FIT_FILES
             ),
@@ -28,6 +33,7 @@ if config["fit"]["batch_subjects"]:
             device=config["fit"]["device"],
             tau_s=config["input"]["tau_s"],
             checkpoint_dir="checkpoints/cohort",
+            hierarchical=config["fit"]["hierarchical"],
         script:
             "../scripts/fit.py"
 

@@ -29,4 +29,5 @@ run_fit(
     tau_s=p.tau_s,
     checkpoint_dir=p.checkpoint_dir,
     cohort_dir=Path(snakemake.output.cohort[0]).parent if batched else None,
+    hierarchical=dict(p.hierarchical) if batched else None,
 )

@@ -1,0 +1,143 @@
+"""The feature space of a hierarchical cohort model, made comparable across restarts.
+
+A subject's features ``p_s`` are defined only up to an invertible linear map (``p_s T`` with the
+group tensors ``T⁻¹ P_X`` is the same model), and every restart picks its own. What is not arbitrary
+is where they put the subject in **parameter space**: ``θ_s = p_s · G`` (all materialised latent
+parameters of subject s, flattened). Per restart, the centred ``θ_s`` (S, K) span at most P
+directions; their principal-component scores, scaled to unit total variance, are canonical
+coordinates of the features (an affine image of them, the same for every invertible ``T``). The
+restarts' coordinates are rotated onto a reference restart (orthogonal Procrustes) and averaged:
+the **consensus**. New subjects fitted by transfer are projected with the same maps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
+
+PARAMETERS = ("A", "W1", "W2", "h1", "h2")
+
+
+def parameter_matrix(model) -> np.ndarray:
+    """Materialised latent parameters of an ensemble (``A``, ``W1``, ``W2``, ``h1``, ``h2``)
+    flattened per model -> ``(E, K)`` float64."""
+    return np.concatenate(
+        [
+            getattr(model, n).detach().cpu().double().reshape(model.n_models, -1).numpy()
+            for n in PARAMETERS
+        ],
+        axis=1,
+    )
+
+
+def per_restart(matrix: np.ndarray, n_restarts: int) -> np.ndarray:
+    """Rows of a subject-major ``(S·R, ...)`` array as ``(R, S, ...)``."""
+    return np.swapaxes(matrix.reshape(-1, n_restarts, *matrix.shape[1:]), 0, 1)
+
+
+def _procrustes(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Orthogonal Q minimising ``‖source Q − target‖`` (both (S, k))."""
+    u, _, vt = np.linalg.svd(source.T @ target)
+    return u @ vt
+
+
+@dataclasses.dataclass
+class FeatureSpace:
+    """Consensus coordinates of S subjects from R restarts' parameter matrices ``(R, S, K)``.
+
+    ``coords`` (S, k): consensus over ``restarts`` (ordered by variance); ``per_restart``
+    (R, S, k): every restart's canonical coordinates, rotated onto the consensus.
+    """
+
+    mean: np.ndarray  # (R, K)
+    basis: np.ndarray  # (R, K, k), scaled so the cohort's coordinates have unit total variance
+    rotation: np.ndarray  # (R, k, k)
+    restarts: np.ndarray  # restarts averaged into the consensus
+    coords: np.ndarray
+    per_restart: np.ndarray
+
+    @classmethod
+    def fit(cls, params: np.ndarray, n_dims: int, restarts=None) -> FeatureSpace:
+        """``params`` (R, S, K); ``n_dims`` k (the number of features P: the rank of the centred
+        parameters); ``restarts``: those to average (default all; the first is the reference)."""
+        R, S, K = params.shape
+        k = max(1, min(n_dims, S - 1, K))
+        restarts = np.arange(R) if restarts is None or not len(restarts) else np.asarray(restarts)
+        mean = params.mean(1)
+        basis = np.zeros((R, K, k))
+        for r in range(R):
+            centred = np.nan_to_num(params[r] - mean[r])
+            _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+            total = np.sqrt((sv**2).sum() / max(S - 1, 1)) or 1.0
+            basis[r, :, : min(k, len(sv))] = vt[:k].T / total
+        local = np.einsum("rsk,rkj->rsj", np.nan_to_num(params - mean[:, None]), basis)
+        ref = local[restarts[0]]
+        rotation = np.stack([_procrustes(local[r], ref) for r in range(R)])
+        for _ in range(3):  # refine the reference: the mean of the aligned selected restarts
+            ref = np.einsum("rsk,rkj->rsj", local, rotation)[restarts].mean(0)
+            rotation = np.stack([_procrustes(local[r], ref) for r in range(R)])
+        aligned = np.einsum("rsk,rkj->rsj", local, rotation)
+        consensus = aligned[restarts].mean(0)
+        _, _, vt = np.linalg.svd(consensus - consensus.mean(0), full_matrices=False)
+        final = vt.T  # principal axes of the consensus, largest variance first
+        rotation = rotation @ final
+        return cls(mean, basis, rotation, restarts, consensus @ final, aligned @ final)
+
+    def transform(self, params: np.ndarray) -> np.ndarray:
+        """Consensus coordinates ``(S_new, k)`` of new subjects' parameters ``(R, S_new, K)``
+        (e.g. fitted by transfer to the same restarts)."""
+        local = np.einsum("rsk,rkj->rsj", params - self.mean[:, None], self.basis)
+        return np.einsum("rsk,rkj->rsj", local, self.rotation)[self.restarts].mean(0)
+
+
+def loo_r2(features: np.ndarray, target: np.ndarray) -> float:
+    """Leave-one-out cross-validated R² of an ordinary least-squares readout ``target ~ features``
+    (with intercept): ``1 − Σ (y_i − ŷ_(−i))² / Σ (y_i − ȳ)²``."""
+    x = np.c_[np.asarray(features, float), np.ones(len(target))]
+    y = np.asarray(target, float)
+    ok = np.isfinite(x).all(1) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(y) < x.shape[1] + 2:
+        return float("nan")
+    pred = np.empty_like(y)
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        coef = np.linalg.lstsq(x[keep], y[keep], rcond=None)[0]
+        pred[i] = x[i] @ coef
+    return float(1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+
+
+def ward_clusters(coords: np.ndarray, n_clusters: int = 2) -> np.ndarray:
+    """Ward-linkage clusters (labels 1..k) of points in a Euclidean feature space ``(S, k)``."""
+    if len(coords) < 2:
+        return np.ones(len(coords), int)
+    return fcluster(
+        linkage(coords, method="ward"), t=min(n_clusters, len(coords)), criterion="maxclust"
+    )
+
+
+def cluster_agreement(labels, truth) -> float:
+    """Fraction of subjects whose 2-cluster label matches ``truth`` (best of the two labelings)."""
+    a, b = np.asarray(labels), np.asarray(truth)
+    same = np.mean((a == a[0]) == (b == b[0]))
+    return float(max(same, 1 - same))
+
+
+def select_restarts(table, min_fraction: float = 0.5) -> np.ndarray:
+    """Restarts whose model is ``selected`` for at least ``min_fraction`` of the subjects (from an
+    evaluation table with ``subject``, ``restart``, ``selected``, ``status``); if none, the
+    restarts with status ok for every subject; sorted best first by median ``dstsp_test`` (or
+    ``dstsp_train``)."""
+    score = "dstsp_test" if np.isfinite(table.get("dstsp_test", np.nan)).any() else "dstsp_train"
+    by = table.groupby("restart")
+    frac = by["selected"].mean()
+    keep = frac.index[frac >= min_fraction]
+    if not len(keep):
+        ok = by["status"].apply(lambda s: (s == "ok").all())
+        keep = ok.index[ok]
+    if not len(keep):
+        keep = frac.index
+    median = by[score].median().reindex(keep)
+    return np.asarray(median.sort_values(na_position="last").index, dtype=int)
