@@ -81,6 +81,7 @@ def rows(n_rows: int, accumulate: bool = False, vector_a: bool = False):
     """Intrinsic ``f(out, oo, os, c, co, x, xo, xs, a, ao, ar, ak, n)``: for r < n_rows,
 
     ``out[oo + r·os : … + LANES] (+)= c[co + r] + Σ_{k<n} a[ao + r·ar + k·ak] · x[xo + k·xs : … + LANES]``
+    (``c`` must hold ``co + n_rows`` values)
 
     (``vector_a``: the ``a`` term is the ``LANES`` elements from ``ao + r·ar + k·ak`` instead of one
     broadcast value; ``accumulate``: add to ``out`` instead of overwriting it)."""

@@ -242,6 +242,23 @@ class IdentityDecoder(LinearDecoder):
         return torch.cat([d0, torch.einsum("ekn,ebn->ebk", self.L, d0)], dim=-1)
 
 
+def decode_mse(decoder: LinearDecoder, z: torch.Tensor, target: torch.Tensor):
+    """``masked_mse(decoder.decode(z), target)`` (``dsr.training.gtf``, no confounds) as one
+    compiled call forward and backward (``dsr.models.decoder_numba``), or None where that path does
+    not apply: CUDA, another ``decode``, confounds, other dtypes, ``DSR_ROLLOUT=torch``, no numba."""
+    from dsr.models import rollout
+
+    if type(decoder).decode is not LinearDecoder.decode or decoder.n_confounds:
+        return None
+    if target.shape[0] < 1 or not rollout._use_compiled(z, decoder.B, target):
+        return None
+    try:
+        from dsr.models.decoder_numba import DecodeMSE
+    except ImportError:  # numba missing: the rollout has warned already
+        return None
+    return DecodeMSE.apply(z, decoder.B, decoder.kernel, target)
+
+
 DECODERS = {"convolved": ConvolvedDecoder, "standard": StandardDecoder, "identity": IdentityDecoder}
 
 

@@ -86,7 +86,7 @@ def _backward_chunk(i, C, grad, keep, A, W1s, W2, h2, lo, hi, zs, gz0, gW1, gW2,
     zero = dt.type(0)
     u, ga, g_in = np.empty(L * V, dt), np.empty(L * V, dt), np.empty(M * V, dt)
     act_b, gp_b = np.empty((TIME_BLOCK, L * V), dt), np.empty((TIME_BLOCK, L * V), dt)
-    gz_b, zeros = np.zeros((TIME_BLOCK, M * V), dt), np.zeros(max(L, M), dt)
+    gz_b, zeros = np.zeros((TIME_BLOCK, M * V), dt), np.zeros(max(L, M) + 8, dt)
     lanes_W1, lanes_W2 = np.zeros(M * L * V, dt), np.zeros(L * M * V, dt)
     acc_A, acc_h1, acc_h2 = np.zeros(M * V, dt), np.zeros(M * V, dt), np.zeros(L * V, dt)
     zi = zs[i].reshape(T * M * V)
@@ -205,17 +205,17 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 
 def _split(kernel, n_items: int, *args) -> None:
     """``kernel(i0, i1, *args)`` over contiguous ranges of the (model, chunk) pairs, one per torch
-    thread (the kernels release the GIL; numba's own ``parallel=True`` ran 20-40x slower here
-    beside torch's OpenMP threads). Each pair writes only its own slots: thread-independent."""
+    thread, the first on the calling thread (the kernels release the GIL; numba's own
+    ``parallel=True`` with its OpenMP layer ran 20-40x slower here beside torch's OpenMP threads).
+    Each pair writes only its own slots, so the results do not depend on the threads."""
     workers = max(1, min(torch.get_num_threads(), n_items))
     if workers == 1:
         kernel(0, n_items, *args)
         return
     edges = [n_items * w // workers for w in range(workers + 1)]
-    jobs = [
-        _pool(workers).submit(kernel, a, b, *args)
-        for a, b in zip(edges[:-1], edges[1:], strict=True)
-    ]
+    ranges = zip(edges[1:-1], edges[2:], strict=True)
+    jobs = [_pool(workers - 1).submit(kernel, a, b, *args) for a, b in ranges]
+    kernel(edges[0], edges[1], *args)  # the first range on this thread
     for job in jobs:
         job.result()
 

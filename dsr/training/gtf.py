@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from dsr._allocator import tune_allocator
+from dsr.models.decoders import decode_mse
 
 SPARSE_FORCING_INTERVAL = 16
 
@@ -129,6 +130,10 @@ def gtf_loss(model, decoder, window, alpha, noise_sd: float, generator) -> torch
         x = _add_noise(x, noise_sd, generator)
         x_deconv = _add_noise(x_deconv, noise_sd, generator)
     z_hat = gtf_rollout(model, decoder, x_deconv, r_deconv, alpha)
+    if r is None:  # decode + loss compiled on CPU (same values); None where it does not apply
+        loss = decode_mse(decoder, z_hat, x)
+        if loss is not None:
+            return loss
     x_hat = decoder.decode(z_hat, None if r is None else r[1:])
     return masked_mse(x_hat, x)
 
