@@ -338,3 +338,16 @@ def test_workflow_with_a_hierarchical_fit(tmp_path):
     html = (res / "cohort/report.html").read_text()
     assert "feature space" in html.lower()
     assert "rho" in html  # the demo's planted ρ is related to the features
+
+
+def test_covariates_from_a_subject_sheet_are_related_to_the_features(tmp_path):
+    from dsr.report.features import covariate_table, relate
+
+    sheet = tmp_path / "subjects.tsv"
+    sheet.write_text("subject\tage\tgroup\ns1\t30\tA\ns2\t40\tB\ns3\t50\tA\ns4\t60\tB\ns5\t70\tA\n")
+    table = covariate_table(["s1", "s2", "s3", "s4", "s5"], sheet=sheet)
+    assert list(table.columns) == ["age"]  # numeric columns only
+    coords = np.c_[np.arange(5.0), np.array([0.3, -0.1, 0.2, 0.0, -0.2])]
+    rel = relate(coords, table)
+    assert rel.loc[0, "covariate"] == "age" and rel.loc[0, "loo_r2"] > 0.99
+    assert rel.loc[0, "spearman_c1"] == pytest.approx(1.0)

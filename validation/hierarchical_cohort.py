@@ -16,12 +16,13 @@ independent: median λ_max of the selected models + 2-D MDS of the cross-subject
 cohort stage's embedding), held-out D_stsp per subject, parameters per subject, 2-cluster agreement
 with the planted regime (periodic vs chaotic), and the transferred subject's place in feature space.
 
-    python validation/hierarchical_cohort.py              # reduced: 10 + 1 subjects x 4 restarts
+    python validation/hierarchical_cohort.py              # reduced: 10 + 1 subjects x 8 restarts
     python validation/hierarchical_cohort.py --full       # 1000 epochs x 50 batches, 10 restarts
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -63,8 +64,14 @@ def parse():
     p.add_argument("--volumes", type=int, default=500)
     p.add_argument("--time-unit", type=float, default=60.0, help="seconds per Lorenz time unit")
     p.add_argument("--lr-start", type=float, default=5e-3)
+    p.add_argument(
+        "--transfer-lr",
+        type=float,
+        default=1e-3,
+        help="initial learning rate of the transfer fit (features and decoder of a new subject)",
+    )
     return C.fill_scaled(
-        p.parse_args(), dict(restarts=(10, 4), epochs=(1000, 100), batches=(50, 10))
+        p.parse_args(), dict(restarts=(20, 8), epochs=(1000, 400), batches=(50, 10))
     )
 
 
@@ -193,6 +200,7 @@ def main():
             "independent: λ_max only (1)": loo_r2(i_feat[:, :1], rho_tr),
         },
         per_restart_r2=[loo_r2(space.per_restart[r], rho_tr) for r in range(a.restarts)],
+        subsets=_subset_r2(params, a.features, rho_tr, a.seed),
         agreement={  # 2 clusters vs the planted regime: Ward (Euclidean features), average linkage
             "hierarchical: consensus features": _agreement(space.coords, per_tr),
             "independent: λ_max + D_stsp MDS (z-scored)": _agreement(_z(i_feat), per_tr),
@@ -205,7 +213,7 @@ def main():
         hfit,
         [data[a.holdout]],
         kernel,
-        config=cfg,
+        config=dataclasses.replace(cfg, lr_start=a.transfer_lr),
         hierarchical=hcfg,
         seed=a.seed + 7,
         device=device,
@@ -218,6 +226,7 @@ def main():
         rho_new=rho[a.holdout],
         dist=np.linalg.norm(space.coords - new, axis=1),
         rho_hat=float(np.r_[new, 1.0] @ coef),
+        c_new=new,
         t_score=subject_scores(t_tab, tfit.ensemble.subject_ids)[tfit.ensemble.subject_ids[0]],
         t_time=tfit.ensemble.wall_time_s,
     )
@@ -245,6 +254,7 @@ def main():
         subject_lr_factor=a.subject_lr_factor,
         seq_len=100,
         grad_clip=10,
+        transfer_lr=a.transfer_lr,
         seed=a.seed,
     )
     body = _report(a, res)
@@ -253,6 +263,19 @@ def main():
         return
     title = "7. Hierarchical cohort model vs independent fits (planted ρ)"
     C.write_section("hierarchical", title, body, device, settings, timer())
+
+
+def _subset_r2(params, n_features, rho, seed, draws=20) -> dict:
+    """Median LOO R² of ρ from the consensus of n random restarts (20 draws per n)."""
+    rng, n_restarts = np.random.default_rng(seed), len(params)
+    sizes = sorted({1, 2, n_restarts // 2, n_restarts})
+    return {
+        n: float(np.median([
+            loo_r2(FeatureSpace.fit(params, n_features, rng.permutation(n_restarts)[:n]).coords, rho)
+            for _ in range(draws)
+        ]))
+        for n in sizes
+    }  # fmt: skip
 
 
 def _z(a):
@@ -332,6 +355,7 @@ intercept):
 {read}
 
 Hierarchical, each restart's own features alone: LOO R² {", ".join(C.fmt(v) for v in res["per_restart_r2"])}.
+Consensus of n random restarts (median of 20 draws): {"; ".join(f"n = {n}: {v:.2f}" for n, v in res["subsets"].items())}.
 
 Periodic vs chaotic, 2 clusters:
 
@@ -344,8 +368,10 @@ independent {loss(ifit):.3g}; training time {hfit.ensemble.wall_time_s:.0f} s vs
 {ifit.wall_time_s:.0f} s.
 
 **Transfer**: sub-{a.holdout + 1:02d} (ρ {res["rho_new"]:.0f}), in neither fit, fitted to the trained
-cohort model by its features and decoder only ({a.epochs} × {a.batches} steps,
-{res["t_time"]:.0f} s). Nearest cohort subjects in consensus feature space: {neighbours}; planted
+cohort model by its features and decoder only ({a.epochs} × {a.batches} steps, learning rate
+{a.transfer_lr} → {a.lr_end}, {res["t_time"]:.0f} s), starting per restart from the cohort subject
+whose features and decoder give the lowest GTF loss on its data. Consensus coordinates
+({", ".join(f"{v:.2f}" for v in res["c_new"])}). Nearest cohort subjects in consensus feature space: {neighbours}; planted
 neighbours (closest ρ): {", ".join(sids[i] for i in planted)}. ρ predicted by the cohort's
 linear readout: {res["rho_hat"]:.0f}. Its held-out D_stsp: {C.fmt(res["t_score"])}.
 

@@ -57,6 +57,7 @@ class FeatureSpace:
     restarts: np.ndarray  # restarts averaged into the consensus
     coords: np.ndarray
     per_restart: np.ndarray
+    spread: np.ndarray  # (R,) RMS distance of the subjects' parameters from their mean / its norm
 
     @classmethod
     def fit(cls, params: np.ndarray, n_dims: int, restarts=None) -> FeatureSpace:
@@ -66,11 +67,12 @@ class FeatureSpace:
         k = max(1, min(n_dims, S - 1, K))
         restarts = np.arange(R) if restarts is None or not len(restarts) else np.asarray(restarts)
         mean = params.mean(1)
-        basis = np.zeros((R, K, k))
+        basis, spread = np.zeros((R, K, k)), np.zeros(R)
         for r in range(R):
             centred = np.nan_to_num(params[r] - mean[r])
             _, sv, vt = np.linalg.svd(centred, full_matrices=False)
             total = np.sqrt((sv**2).sum() / max(S - 1, 1)) or 1.0
+            spread[r] = total / (np.linalg.norm(np.nan_to_num(mean[r])) or 1.0)
             basis[r, :, : min(k, len(sv))] = vt[:k].T / total
         local = np.einsum("rsk,rkj->rsj", np.nan_to_num(params - mean[:, None]), basis)
         ref = local[restarts[0]]
@@ -83,7 +85,7 @@ class FeatureSpace:
         _, _, vt = np.linalg.svd(consensus - consensus.mean(0), full_matrices=False)
         final = vt.T  # principal axes of the consensus, largest variance first
         rotation = rotation @ final
-        return cls(mean, basis, rotation, restarts, consensus @ final, aligned @ final)
+        return cls(mean, basis, rotation, restarts, consensus @ final, aligned @ final, spread)
 
     def transform(self, params: np.ndarray) -> np.ndarray:
         """Consensus coordinates ``(S_new, k)`` of new subjects' parameters ``(R, S_new, K)``

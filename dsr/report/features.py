@@ -38,7 +38,8 @@ def covariate_table(subjects, truths=None, sheet=None) -> pd.DataFrame:
     if sheet:
         frame = pd.read_csv(sheet, sep="\t").set_index("subject")
         numeric = frame.apply(pd.to_numeric, errors="coerce").dropna(axis=1, how="all")
-        table = table.join(numeric.reindex(table.index), rsuffix="_sheet")
+        numeric = numeric.rename(columns=lambda c: f"{c}_sheet" if c in table else c)
+        table = table.join(numeric.reindex(table.index))
     return table
 
 
@@ -124,7 +125,10 @@ def feature_text(R: int, space: FeatureSpace, relation: pd.DataFrame) -> str:
         "coordinates: the principal axes of the subjects' materialised parameters p_s·G, which do "
         "not depend on the arbitrary basis a restart gives its features. Consensus: the average "
         f"of restarts {', '.join(str(int(r)) for r in space.restarts)} after rotation onto each "
-        "other (restarts whose models were selected for at least half of the subjects)."
+        "other (restarts whose models were selected for at least half of the subjects). "
+        "The axes are scaled to unit total variance; in parameter space the subjects lie a median "
+        f"{100 * np.median(space.spread[space.restarts]):.2g} % of the parameter vector's norm "
+        "from their mean (RMS), i.e. how much the fitted subjects differ at all."
     )
     if len(relation):
         best = relation.sort_values("loo_r2", ascending=False).iloc[0]
