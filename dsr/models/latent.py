@@ -10,6 +10,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dsr._validation import check_positive
+
+
+def check_sizes(n_models: int, latent_dim: int, hidden_dim: int) -> None:
+    """The sizes every latent map is built from: E, M, L, each a positive integer."""
+    for name, value in [
+        ("n_models", n_models),
+        ("latent_dim", latent_dim),
+        ("hidden_dim", hidden_dim),
+    ]:
+        check_positive(name, value, integer=True)
+
 
 class LatentMap(nn.Module):
     """Base class of the ensemble latent maps; states are ``(E, B, M)``: model, batch, latent dim.

@@ -11,8 +11,7 @@ import math
 import torch
 from torch import nn
 
-from dsr._validation import check_positive
-from dsr.models.latent import LatentMap
+from dsr.models.latent import LatentMap, check_sizes
 from dsr.models.rollout import ForcedRollout
 
 
@@ -47,12 +46,7 @@ class ShallowPLRNN(LatentMap):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        for name, value in [
-            ("n_models", n_models),
-            ("latent_dim", latent_dim),
-            ("hidden_dim", hidden_dim),
-        ]:
-            check_positive(name, value, integer=True)
+        check_sizes(n_models, latent_dim, hidden_dim)
         E, M, L = n_models, latent_dim, hidden_dim
         self.n_models, self.latent_dim, self.hidden_dim = E, M, L
         g = generator

@@ -18,17 +18,7 @@ import math
 import torch
 from torch import nn
 
-from dsr._validation import check_positive
-from dsr.models.latent import LatentMap
-
-
-def _check_sizes(n_models, latent_dim, hidden_dim) -> None:
-    for name, value in [
-        ("n_models", n_models),
-        ("latent_dim", latent_dim),
-        ("hidden_dim", hidden_dim),
-    ]:
-        check_positive(name, value, integer=True)
+from dsr.models.latent import LatentMap, check_sizes
 
 
 def _swap_pairs(z: torch.Tensor, n_pairs: int) -> torch.Tensor:
@@ -79,7 +69,7 @@ class DiagonalSSM(LatentMap):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        _check_sizes(n_models, latent_dim, hidden_dim)
+        check_sizes(n_models, latent_dim, hidden_dim)
         E, M = n_models, latent_dim
         self.n_models, self.latent_dim, self.hidden_dim = E, M, hidden_dim
         P, Q = M // 2, (M + 1) // 2
@@ -191,7 +181,7 @@ class SelectiveSSM(LatentMap):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        _check_sizes(n_models, latent_dim, hidden_dim)
+        check_sizes(n_models, latent_dim, hidden_dim)
         E, M, L = n_models, latent_dim, hidden_dim
         self.n_models, self.latent_dim, self.hidden_dim = E, M, L
         g = generator
