@@ -83,7 +83,9 @@ def feature_frame(subjects, features, space: FeatureSpace, labels) -> pd.DataFra
             | {f"c{j + 1}": space.coords[s, j] for j in range(k)}
             | {"cluster": int(labels[s])}
         )
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame["cluster"] = frame["cluster"].astype("Int64")
+    return frame
 
 
 def plot_feature_space(space: FeatureSpace, subjects, labels, covariates: pd.DataFrame):
