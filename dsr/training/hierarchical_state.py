@@ -18,13 +18,11 @@ from pathlib import Path
 
 import torch
 
-from dsr.atomic import remove_stale_temporaries, write_torch
 from dsr.training.gtf import AGTF_EVERY, adaptive_alpha, gtf_loss
+from dsr.training.state import read_checkpoint, write_checkpoint
 from dsr.training.windows import sample_windows
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def batch_view(module: torch.nn.Module, index: torch.Tensor) -> torch.nn.Module:
@@ -208,21 +206,13 @@ class HierarchicalState:
         }
 
     def save(self, checkpoint_dir, fingerprint: dict) -> Path:
-        """Write the state atomically to ``checkpoint_dir/checkpoint.pt`` with ``fingerprint``."""
-        path = Path(checkpoint_dir) / CHECKPOINT_NAME
-        return write_torch(path, {"fingerprint": fingerprint, **self.state_dict()})
+        """Write the state atomically with ``fingerprint`` (see ``write_checkpoint``)."""
+        return write_checkpoint(checkpoint_dir, fingerprint, self.state_dict())
 
     def resume(self, checkpoint_dir, device, fingerprint: dict) -> None:
         """Restore from ``checkpoint_dir`` when it holds a checkpoint of this very fit."""
-        if checkpoint_dir is None:
-            return
-        remove_stale_temporaries(checkpoint_dir)
-        path = Path(checkpoint_dir) / CHECKPOINT_NAME
-        if not path.is_file():
-            return
-        saved = torch.load(path, map_location=device, weights_only=False)
-        if saved.get("fingerprint") != fingerprint:
-            log.warning("checkpoint in %s belongs to another fit; starting afresh", checkpoint_dir)
+        saved = read_checkpoint(checkpoint_dir, device, fingerprint)
+        if saved is None:
             return
         self.model.load_state_dict(saved["model"])
         self.decoder.load_state_dict(saved["decoder"])

@@ -121,26 +121,13 @@ class TrainState:
         }
 
     def save(self, checkpoint_dir, fingerprint: dict) -> Path:
-        """Write the state atomically to ``checkpoint_dir/checkpoint.pt`` with the fit's
-        ``fingerprint`` (what a resume must match)."""
-        path = Path(checkpoint_dir) / CHECKPOINT_NAME
-        return write_torch(path, {"fingerprint": fingerprint, **self.state_dict()})
+        """Write the state atomically with the fit's ``fingerprint`` (see ``write_checkpoint``)."""
+        return write_checkpoint(checkpoint_dir, fingerprint, self.state_dict())
 
     def resume(self, checkpoint_dir, device, fingerprint) -> None:
-        """Restore from ``checkpoint_dir`` if it holds a checkpoint of this very fit (half-written
-        temporaries of a killed run are removed first)."""
-        if checkpoint_dir is None:
-            return
-        remove_stale_temporaries(checkpoint_dir)
-        path = Path(checkpoint_dir) / CHECKPOINT_NAME
-        if not path.is_file():
-            return
-        saved = torch.load(path, map_location=device, weights_only=False)
-        if saved["fingerprint"] != fingerprint:
-            log.warning(
-                "checkpoint in %s belongs to another configuration or data; starting afresh",
-                checkpoint_dir,
-            )
+        """Restore from ``checkpoint_dir`` if it holds a checkpoint of this very fit."""
+        saved = read_checkpoint(checkpoint_dir, device, fingerprint)
+        if saved is None:
             return
         self.model.load_state_dict(saved["model"])
         self.decoder.load_state_dict(saved["decoder"])
@@ -154,6 +141,33 @@ class TrainState:
         self.alpha = saved["alpha"].to(device)
         self.epoch = saved["epoch"]
         log.info("resumed from %s at epoch %d", checkpoint_dir, self.epoch)
+
+
+def write_checkpoint(checkpoint_dir, fingerprint: dict, state: dict) -> Path:
+    """Write ``state`` and the fit's ``fingerprint`` (what a resume must match) atomically to
+    ``checkpoint_dir/checkpoint.pt``."""
+    return write_torch(
+        Path(checkpoint_dir) / CHECKPOINT_NAME, {"fingerprint": fingerprint, **state}
+    )
+
+
+def read_checkpoint(checkpoint_dir, device, fingerprint: dict) -> dict | None:
+    """The checkpointed state of this very fit, or None: no folder or file, or a checkpoint of
+    another fit (warned). Half-written temporaries of a killed run are removed first."""
+    if checkpoint_dir is None:
+        return None
+    remove_stale_temporaries(checkpoint_dir)
+    path = Path(checkpoint_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        return None
+    saved = torch.load(path, map_location=device, weights_only=False)
+    if saved.get("fingerprint") != fingerprint:
+        log.warning(
+            "checkpoint in %s belongs to another configuration or data; starting afresh",
+            checkpoint_dir,
+        )
+        return None
+    return saved
 
 
 @torch.no_grad()
