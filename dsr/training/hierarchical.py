@@ -36,6 +36,7 @@ from dsr.training.loop import (
     _loss_summary,
     resolve_device,
 )
+from dsr.training.state import checkpoint_due
 from dsr.training.transfer import adopt_cohort, share_initial_decoder
 from dsr.training.windows import prepare_cohort
 
@@ -139,12 +140,7 @@ def fit_hierarchical(
         loss = state.train_epoch(cohort, config, per_batch)
         failed = state.failed[state.model_restart()]
         progress.update(state.epoch, functools.partial(_loss_summary, loss, failed))
-        every = config.checkpoint_every
-        if (
-            checkpoint_dir is not None
-            and every
-            and (state.epoch % every == 0 or state.epoch == config.epochs)
-        ):
+        if checkpoint_due(state.epoch, config, checkpoint_dir):
             state.save(checkpoint_dir, fingerprint)
     hist = state.history.numpy()
     failed = state.failed.cpu().numpy()

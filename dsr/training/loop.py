@@ -25,7 +25,7 @@ from dsr.models.decoders import DECODERS
 from dsr.models.registry import MODELS
 from dsr.progress import Progress
 from dsr.training.ensemble import FittedEnsemble
-from dsr.training.state import TrainState
+from dsr.training.state import TrainState, checkpoint_due
 from dsr.training.windows import prepare_cohort
 
 log = logging.getLogger(__name__)
@@ -184,12 +184,7 @@ def _train(state: TrainState, cohort, model_subject, config, checkpoint_dir, fin
     while state.epoch < config.epochs:
         epoch_loss = state.train_epoch(cohort, model_subject, config)
         progress.update(state.epoch, functools.partial(_loss_summary, epoch_loss, state.failed))
-        every = config.checkpoint_every
-        if (
-            checkpoint_dir is not None
-            and every
-            and (state.epoch % every == 0 or state.epoch == config.epochs)
-        ):
+        if checkpoint_due(state.epoch, config, checkpoint_dir):
             state.save(checkpoint_dir, fingerprint)
 
 

@@ -143,6 +143,15 @@ class TrainState:
         log.info("resumed from %s at epoch %d", checkpoint_dir, self.epoch)
 
 
+def checkpoint_due(epoch: int, config, checkpoint_dir) -> bool:
+    """Whether to checkpoint after ``epoch``: every ``config.checkpoint_every`` epochs and after
+    the last one, when there is a ``checkpoint_dir`` (``checkpoint_every`` 0: never)."""
+    every = config.checkpoint_every
+    return bool(checkpoint_dir is not None and every) and (
+        epoch % every == 0 or epoch == config.epochs
+    )
+
+
 def write_checkpoint(checkpoint_dir, fingerprint: dict, state: dict) -> Path:
     """Write ``state`` and the fit's ``fingerprint`` (what a resume must match) atomically to
     ``checkpoint_dir/checkpoint.pt``."""
