@@ -1,4 +1,4 @@
-"""Command-line interface: ``dsr fit``, ``dsr evaluate``, ``dsr demo``.
+"""Command-line interface: ``dsr fit`` and ``dsr evaluate`` (the workflow runs the rest).
 
 Each subcommand is one entry of ``COMMANDS`` (name -> (add_arguments, run)). Errors of the
 ``DsrError`` family end the program with their message and exit status 2, never a traceback.

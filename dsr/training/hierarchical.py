@@ -30,10 +30,10 @@ from dsr.training.ensemble import FittedEnsemble
 from dsr.training.hierarchical_state import HierarchicalState
 from dsr.training.loop import (
     TrainingConfig,
-    _check_fit_inputs,
-    _fingerprint,
-    _last_finite,
-    _loss_summary,
+    check_fit_inputs,
+    fit_fingerprint,
+    last_finite,
+    loss_summary,
     resolve_device,
 )
 from dsr.training.state import checkpoint_due
@@ -104,9 +104,7 @@ def fit_hierarchical(
     group = None if transfer_from is None else transfer_from.model
     if group is not None:  # the cohort model fixes P
         hierarchical = dataclasses.replace(hierarchical, n_features=group.n_features)
-    kernel, subject_ids = _check_fit_inputs(
-        data, kernel, confounds, subject_ids, n_restarts, config
-    )
+    kernel, subject_ids = check_fit_inputs(data, kernel, confounds, subject_ids, n_restarts, config)
     device = resolve_device(device)
     t_start = time.perf_counter()
     n_obs = np.asarray(data[0]).shape[-1]
@@ -129,7 +127,7 @@ def fit_hierarchical(
         adopt_cohort(model, decoder, transfer_from, cohort, config, state.rng)
         state.snapshot = [p.detach().clone() for p in state.params]
     fingerprint = {
-        **_fingerprint(config, seed, subject_ids, data),
+        **fit_fingerprint(config, seed, subject_ids, data),
         "hierarchical": dataclasses.asdict(hierarchical),
         "transfer": group is not None,
     }
@@ -139,7 +137,7 @@ def fit_hierarchical(
     while state.epoch < config.epochs:
         loss = state.train_epoch(cohort, config, per_batch)
         failed = state.failed[state.model_restart()]
-        progress.update(state.epoch, functools.partial(_loss_summary, loss, failed))
+        progress.update(state.epoch, functools.partial(loss_summary, loss, failed))
         if checkpoint_due(state.epoch, config, checkpoint_dir):
             state.save(checkpoint_dir, fingerprint)
     hist = state.history.numpy()
@@ -151,7 +149,7 @@ def fit_hierarchical(
         model_subject=np.repeat(np.arange(S), R),
         model_restart=np.tile(np.arange(R), S),
         status=["diverged" if failed[r] else "ok" for r in np.tile(np.arange(R), S)],
-        final_loss=_last_finite(hist),
+        final_loss=last_finite(hist),
         loss_history=hist,
         config={
             **dataclasses.asdict(config),

@@ -96,7 +96,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         ) from exc
 
 
-def _fingerprint(config: TrainingConfig, seed: int, subject_ids, data) -> dict:
+def fit_fingerprint(config: TrainingConfig, seed: int, subject_ids, data) -> dict:
     """What a checkpoint must match to be resumed (config, seed, subjects, data checksum)."""
     checksum = float(sum(np.nansum(np.asarray(x, dtype=np.float64)) for x in data))
     return {
@@ -147,9 +147,7 @@ def fit_ensemble(
     -------
     FittedEnsemble
     """
-    kernel, subject_ids = _check_fit_inputs(
-        data, kernel, confounds, subject_ids, n_restarts, config
-    )
+    kernel, subject_ids = check_fit_inputs(data, kernel, confounds, subject_ids, n_restarts, config)
     device = resolve_device(device)
     t_start = time.perf_counter()
     state = TrainState.new(config, data, kernel, confounds, n_restarts, seed, device)
@@ -157,7 +155,7 @@ def fit_ensemble(
     eff_kernel = np.asarray(kernel, dtype=np.float64) if decoder.kernel_length > 1 else np.ones(1)
     cohort = prepare_cohort(data, confounds, eff_kernel, config, subject_ids, device, torch.float32)
     model_subject = torch.arange(len(data), device=device).repeat_interleave(n_restarts)
-    fingerprint = _fingerprint(config, seed, subject_ids, data)
+    fingerprint = fit_fingerprint(config, seed, subject_ids, data)
     state.resume(checkpoint_dir, device, fingerprint)
     _train(state, cohort, model_subject, config, checkpoint_dir, fingerprint)
     hist = state.history.numpy()
@@ -168,7 +166,7 @@ def fit_ensemble(
         model_subject=model_subject.cpu().numpy(),
         model_restart=np.tile(np.arange(n_restarts), len(data)),
         status=["diverged" if f else "ok" for f in state.failed.cpu().numpy()],
-        final_loss=_last_finite(hist),
+        final_loss=last_finite(hist),
         loss_history=hist,
         config={**dataclasses.asdict(config), "seed": seed},
         kernel=eff_kernel,  # the kernel the decoder really uses ([1] for "standard")
@@ -183,24 +181,24 @@ def _train(state: TrainState, cohort, model_subject, config, checkpoint_dir, fin
     progress = Progress(log, "epoch", config.epochs, state.epoch)
     while state.epoch < config.epochs:
         epoch_loss = state.train_epoch(cohort, model_subject, config)
-        progress.update(state.epoch, functools.partial(_loss_summary, epoch_loss, state.failed))
+        progress.update(state.epoch, functools.partial(loss_summary, epoch_loss, state.failed))
         if checkpoint_due(state.epoch, config, checkpoint_dir):
             state.save(checkpoint_dir, fingerprint)
 
 
-def _loss_summary(loss: torch.Tensor, failed: torch.Tensor) -> str:
+def loss_summary(loss: torch.Tensor, failed: torch.Tensor) -> str:
     """Median loss of the models still training and the count of failed ones."""
     ok = loss[~failed]
     median = float(ok.median()) if ok.numel() else float("nan")
     return f"median loss {median:.4g}  failed {int(failed.sum())}/{len(failed)}"
 
 
-def _last_finite(history: np.ndarray) -> np.ndarray:
+def last_finite(history: np.ndarray) -> np.ndarray:
     """Last finite loss of every model (E,) in ``history`` (epochs, E); NaN if there is none."""
     return np.array([h[np.isfinite(h)][-1] if np.isfinite(h).any() else np.nan for h in history.T])
 
 
-def _check_fit_inputs(data, kernel, confounds, subject_ids, n_restarts, config):
+def check_fit_inputs(data, kernel, confounds, subject_ids, n_restarts, config):
     """Boundary checks of :func:`fit_ensemble`; returns the checked kernel and subject ids."""
     check_positive("n_restarts", n_restarts, integer=True)
     if isinstance(data, np.ndarray) and data.ndim == 2:
