@@ -36,3 +36,16 @@ def test_transposed_array_is_refused(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((7, 60)))
     with pytest.raises(DsrInputError, match=r"x\.npy: shape \(7, 60\).*transpose"):
         load_array(tmp_path / "x.npy")
+
+
+def test_extracted_arrays_are_zscored_and_constant_columns_refused(tmp_path):
+    x = np.random.default_rng(1).normal(3.0, 5.0, size=(80, 4))
+    np.save(tmp_path / "sub-01.npy", x)
+    res = extract_array(tmp_path / "sub-01.npy", tr_s=1.0)
+    np.testing.assert_allclose(res.timeseries.mean(0), 0, atol=1e-6)
+    np.testing.assert_allclose(res.timeseries.std(0, ddof=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(res.meta["column_sd"], x.std(0, ddof=1))
+    x[:, 2] = 7.0
+    np.save(tmp_path / "sub-02.npy", x)
+    with pytest.raises(DsrInputError, match=r"sub-02\.npy: column\(s\) \[2\] are constant"):
+        extract_array(tmp_path / "sub-02.npy", tr_s=1.0)

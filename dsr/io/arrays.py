@@ -98,7 +98,12 @@ def load_array(path: str | Path, *, min_length: int = 2, allow_nan: bool = False
 def extract_array(
     path: str | Path, *, fs_hz: float | None = None, tr_s: float | None = None, subject: str = ""
 ) -> ExtractionResult:
-    """Wrap a plain array file as an :class:`ExtractionResult`; give exactly one of fs_hz, tr_s."""
+    """Wrap a plain array file as an :class:`ExtractionResult`; give exactly one of fs_hz, tr_s.
+
+    Every column is z-scored (``ddof=1``, as nilearn's ``zscore_sample`` does for fMRIPrep and
+    calcium extraction): the model's defaults (augmentation noise, D_stsp bins) assume unit
+    variance. The original means and SDs are kept in ``meta["column_mean"]`` / ``["column_sd"]``
+    (constant columns are refused by the boundary check)."""
     if (fs_hz is None) == (tr_s is None):
         raise DsrInputError(f"{path}: give exactly one of fs_hz (Ca2+) or tr_s (fMRI)")
     if fs_hz is not None:
@@ -110,6 +115,8 @@ def extract_array(
     n = x.shape[1]
     if names is None or len(names) != n:
         names = [f"col{i}" for i in range(n)]
+    mean, sd = x.mean(axis=0), x.std(axis=0, ddof=1)
+    x = (x - mean) / sd
     meta = {
         "subject": subject or Path(path).stem,
         "source": "array",
@@ -117,6 +124,9 @@ def extract_array(
         **rate,
         "region_ids": list(range(n)),
         "region_names": names,
+        "standardize": "zscore_sample",
+        "column_mean": mean.tolist(),
+        "column_sd": sd.tolist(),
         "empty_regions": [],
         "nonstationarity": screen_nonstationarity(x) if x.shape[0] > 42 else None,
         "warnings": [],
