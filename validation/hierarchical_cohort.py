@@ -49,6 +49,7 @@ from dsr.training.hierarchical import HierarchicalConfig, fit_hierarchical, tran
 from dsr.training.loop import TrainingConfig, fit_ensemble, resolve_device
 
 TR = 1.4
+READOUT_DIMS = 3  # consensus axes read out (the leading ones when P > 3): OLS on 10 subjects
 RHO = (172.0, 292.0)
 
 
@@ -205,14 +206,15 @@ def run(a, seed, device, timer) -> dict:
     ifit = fit_ensemble(xs, kernel, **common)
     print(f"[{timer():.0f}s] independent fit {ifit.wall_time_s:.0f}s", flush=True)
     h_tab, i_tab = evaluate(hfit.ensemble, xs, sids, a), evaluate(ifit, xs, sids, a)
-    h_tab.to_csv(C.OUT / f"hierarchical_metrics_seed{seed}.tsv", sep="\t", index=False)
-    i_tab.to_csv(C.OUT / f"independent_metrics_seed{seed}.tsv", sep="\t", index=False)
+    if not a.no_write:  # a smoke run must not replace the tables of a recorded run
+        h_tab.to_csv(C.OUT / f"hierarchical_metrics_seed{seed}.tsv", sep="\t", index=False)
+        i_tab.to_csv(C.OUT / f"independent_metrics_seed{seed}.tsv", sep="\t", index=False)
     print(f"[{timer():.0f}s] evaluated", flush=True)
 
     # feature spaces
     restarts = select_restarts(h_tab)
     params = per_restart(parameter_matrix(hfit.ensemble.model), a.restarts)
-    space = FeatureSpace.fit(params, a.features, restarts)
+    space = FeatureSpace.fit(params, min(a.features, READOUT_DIMS), restarts)
     i_feat, i_mds = independent_features(ifit, i_tab, xs, sids)
     rho_tr, per_tr = rho[train], periodic[train]
     res = dict(
@@ -264,8 +266,8 @@ def run(a, seed, device, timer) -> dict:
         t_time=tfit.ensemble.wall_time_s,
     )
     print(f"[{timer():.0f}s] transfer done", flush=True)
-    np.savez(  # for re-analysis without refitting
-        C.OUT / f"hierarchical_cohort_seed{seed}.npz",
+    np.savez(  # for re-analysis without refitting (--no-write: a scratch file)
+        C.OUT / f"hierarchical_cohort_seed{seed}{'_scratch' if a.no_write else ''}.npz",
         params=params,
         features=hfit.features,
         new_params=per_restart(parameter_matrix(tfit.ensemble.model), a.restarts),
