@@ -96,6 +96,7 @@ def section_name(args, extra: dict, steps: int) -> str:
     if args.decoder != "convolved":
         parts.append(args.decoder)
     parts += [f"{k}{v}" for k, v in extra.items()]
+    parts += [f"seed{args.seed}"] if args.seed else []
     parts.append(f"steps{steps}")
     return "-".join(parts)
 

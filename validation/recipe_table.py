@@ -39,7 +39,7 @@ def best_quarter(t: pd.DataFrame) -> np.ndarray:
 
 def row(name: str, t: pd.DataFrame) -> list:
     steps = int(re.search(r"steps(\d+)$", name).group(1))
-    recipe = re.sub(rf"^recipe-|-steps{steps}$", "", name)
+    recipe = re.sub(rf"^recipe-|-steps{steps}$", "", name)  # seed ≠ 0 stays in the name
     best = best_quarter(t)
     d, lam, faithful = t["dstsp_test"].to_numpy(), t["lambda_per_tu"].to_numpy(), t["faithful"]
     d_best, lam_best = float(np.median(d[best])), float(np.median(lam[best]))
