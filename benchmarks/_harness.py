@@ -97,7 +97,8 @@ def make_step(
     cohort = prepare_cohort([x], None, kernel, config, ["s"], dev, torch.float32)
     model_subject = torch.zeros(n_models, dtype=torch.long, device=dev)
     params = [*model.parameters(), *dec.parameters()]
-    opt = torch.optim.RAdam(params, lr=1e-3)
+    # as TrainState.new: multi-tensor RAdam in this checkout (an older package: its default)
+    opt = torch.optim.RAdam(params, lr=1e-3, foreach=True if package == "dsr" else None)
     gen = torch.Generator(dev).manual_seed(seed + 1)
 
     def step() -> torch.Tensor:

@@ -10,7 +10,7 @@ import dsr.models.rollout as rollout
 from dsr.models import make_model
 from dsr.models.decoders import decode_mse, make_decoder
 from dsr.signal.kernels import spm_hrf
-from dsr.training.gtf import gtf_loss, masked_mse
+from dsr.training.gtf import _add_noise, gtf_loss, masked_mse
 
 pytest.importorskip("numba")
 from dsr.models.decoder_numba import DecodeMSE  # noqa: E402
@@ -90,22 +90,73 @@ def test_decode_mse_applies_only_where_it_can(monkeypatch):
     assert decode_mse(dec, z, x) is None
 
 
-@pytest.mark.parametrize("alpha", [0.1, 1.0])
-def test_whole_gtf_batch_matches_the_torch_path(monkeypatch, alpha):
-    """Rollout, decoder and loss compiled vs tensor ops: loss and every gradient, float64."""
-    g = torch.Generator().manual_seed(4)
-    E, Bt, N, M, L, T = 3, 20, 4, 6, 12, 60
-    model = make_model("cshPLRNN", E, M, L, generator=g, dtype=torch.float64)
+def _gtf_problem(E, Bt, N, M, T, nan_deconv, seed=4):
+    g = torch.Generator().manual_seed(seed)
+    model = make_model("cshPLRNN", E, M, 12, generator=g, dtype=torch.float64)
     dec = make_decoder("convolved", E, N, M, spm_hrf(1.4), generator=g, dtype=torch.float64)
     x = torch.randn(T + 1, E, Bt, N, generator=g, dtype=torch.float64)
     x_deconv = torch.randn(T + 1, E, Bt, N, generator=g, dtype=torch.float64)
-    x[7, 1, 3] = torch.nan  # a padded sample
+    x[7, 1 % E, 3] = torch.nan  # a padded sample
+    if nan_deconv:  # an unknown forcing sample: not forced there
+        x_deconv[5, 0, 2, 1] = torch.nan
+        x_deconv[T - 3 :, E - 1, Bt - 1] = torch.inf
+    return model, dec, x, x_deconv
+
+
+@pytest.mark.parametrize(
+    ("alpha", "E", "Bt", "N", "M", "nan_deconv"),
+    [
+        (0.1, 3, 20, 4, 6, False),  # two chunks, the second partial; D = N < M
+        (1.0, 3, 20, 4, 6, True),  # sparse forcing, non-finite forcing samples
+        ("adaptive", 2, 16, 18, 18, True),  # per-model alpha, N > LANES
+        (0.3, 2, 5, 6, 6, False),  # fewer windows than lanes
+    ],
+)
+def test_whole_gtf_batch_matches_the_torch_path(monkeypatch, alpha, E, Bt, N, M, nan_deconv):
+    """Forcing, rollout, decoder and loss compiled vs tensor ops: loss and every gradient, float64
+    (noise added beforehand: the torch path samples it with torch's generator)."""
+    model, dec, x, x_deconv = _gtf_problem(E, Bt, N, M, 60, nan_deconv)
+    if alpha == "adaptive":
+        alpha = torch.linspace(0.2, 0.9, E, dtype=torch.float64)
     params = [*model.parameters(), dec.B]  # (dec.J: no confounds)
 
     def run(backend):
         monkeypatch.setattr(rollout, "BACKEND", backend)
-        loss = gtf_loss(model, dec, (x, x_deconv, None, None), alpha, 0.05, torch.Generator())
+        assert backend == "torch" or rollout._use_compiled(x), "the compiled kernels did not load"
+        loss = gtf_loss(model, dec, (x, x_deconv, None, None), alpha, 0.0, None)
         return [loss, *torch.autograd.grad(loss.sum(), params)]
 
-    for a, b in zip(run("auto"), run("torch"), strict=True):
+    compiled, reference = run("auto"), run("torch")
+    assert torch.isfinite(compiled[0]).all()
+    for a, b in zip(compiled, reference, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_gtf_loss_adds_the_noise_to_both_windows(monkeypatch):
+    """``noise_sd`` > 0: the same loss as noise-free on ``x[h:] + σ z₁``, ``x_deconv + σ z₂``, with
+    z₁, z₂ the first two draws of the generator (compiled draw)."""
+    model, dec, x, x_deconv = _gtf_problem(2, 16, 4, 6, 60, False)
+    monkeypatch.setattr(rollout, "BACKEND", "auto")
+    loss = gtf_loss(model, dec, (x, x_deconv, None, None), 0.1, 0.05, torch.Generator())
+    g = torch.Generator()
+    noisy = _add_noise(x[dec.kernel_length :], 0.05, g)
+    noisy_deconv = _add_noise(x_deconv, 0.05, g)
+    padded = torch.cat([x[: dec.kernel_length], noisy])
+    reference = gtf_loss(model, dec, (padded, noisy_deconv, None, None), 0.1, 0.0, None)
+    assert torch.equal(loss, reference)
+    assert not torch.equal(loss, gtf_loss(model, dec, (x, x_deconv, None, None), 0.1, 0.0, None))
+
+
+def test_compiled_batch_does_not_depend_on_threads(monkeypatch):
+    model, dec, x, x_deconv = _gtf_problem(3, 37, 5, 7, 40, True)
+    model, dec, x, x_deconv = model.float(), dec.float(), x.float(), x_deconv.float()
+    monkeypatch.setattr(rollout, "BACKEND", "auto")
+    before, runs = torch.get_num_threads(), []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            loss = gtf_loss(model, dec, (x, x_deconv, None, None), 0.2, 0.05, torch.Generator())
+            runs.append([loss, *torch.autograd.grad(loss.sum(), list(model.parameters()))])
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))

@@ -10,7 +10,7 @@ import torch
 
 import dsr.models
 import dsr.models.rollout as rollout
-from dsr.models import make_model
+from dsr.models import compiled, make_model
 from dsr.models.rollout import ForcedRollout
 
 pytest.importorskip("numba")
@@ -31,6 +31,7 @@ def _problem(name, E, B, M, L, T, D, dtype=torch.float64, seed=1):
 
 def _run(backend, monkeypatch, model, z0, keep, target, weight):
     monkeypatch.setattr(rollout, "BACKEND", backend)
+    assert backend == "torch" or rollout._use_compiled(z0), "the compiled kernels did not load"
     params = [z0, *model.parameters()]
     out = model.forced_rollout(z0, keep, target)
     return [out, *torch.autograd.grad((out * weight).sum(), params)]
@@ -91,12 +92,16 @@ def test_without_numba_the_torch_loop_runs_with_a_warning(monkeypatch):
     problem = _problem("cshPLRNN", 2, 5, 4, 6, 8, 4)
     reference = _run("torch", monkeypatch, *problem)
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
-    monkeypatch.delitem(sys.modules, "dsr.models.rollout_numba", raising=False)
-    monkeypatch.delattr(dsr.models, "rollout_numba", raising=False)
-    monkeypatch.setattr(rollout, "_KERNELS", {})
-    with pytest.warns(RuntimeWarning, match="numba is not available"):
-        fallback = _run("auto", monkeypatch, *problem)
-    assert rollout.compiled_kernels() is None
+    for name in "rollout_numba decoder_numba forcing_numba noise_numba _simd _vector".split():
+        monkeypatch.delitem(sys.modules, f"dsr.models.{name}", raising=False)
+        monkeypatch.delattr(dsr.models, name, raising=False)
+    monkeypatch.setattr(compiled, "_STATE", {})
+    monkeypatch.setattr(rollout, "BACKEND", "auto")
+    with pytest.warns(RuntimeWarning, match="numba is not available.*DSR_ROLLOUT=torch"):
+        assert rollout.compiled_kernels() is None
+    params = [problem[1], *problem[0].parameters()]
+    out = problem[0].forced_rollout(*problem[1:4])
+    fallback = [out, *torch.autograd.grad((out * problem[4]).sum(), params)]
     for a, b in zip(fallback, reference, strict=True):
         assert torch.equal(a, b)
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+import dsr.models.rollout as rollout
 from dsr.analysis.lyapunov import max_lyapunov_exponent
 from dsr.analysis.prediction import prediction_error
 from dsr.errors import DsrInputError
@@ -235,7 +236,9 @@ def test_for_subject_keeps_each_subjects_models(cycle_bold):
     torch.testing.assert_close(part.model.step(z), fitted.model.step(torch.zeros(4, 1, 3))[2:])
 
 
-def test_augmentation_noise_is_standard_normal_and_independent_of_threads():
+@pytest.mark.parametrize("backend", ["auto", "torch"])  # compiled Philox draw / torch's sampler
+def test_augmentation_noise_is_standard_normal_and_independent_of_threads(monkeypatch, backend):
+    monkeypatch.setattr(rollout, "BACKEND", backend)
     a = torch.zeros(2000, 4, 16)
     threads = torch.get_num_threads()
     try:
@@ -248,7 +251,7 @@ def test_augmentation_noise_is_standard_normal_and_independent_of_threads():
     assert torch.equal(*draws)  # the values depend on the seed, not on the thread count
     noise = draws[0].flatten()
     assert abs(noise.mean()) < 0.01 and abs(noise.std() - 1) < 0.01
-    streams = noise.view(NOISE_STREAMS, -1)  # the per-stream generators are not copies
+    streams = noise.view(NOISE_STREAMS, -1)  # slices of a draw (torch: per-stream generators)
     corr = torch.corrcoef(streams)
     assert (corr - torch.eye(NOISE_STREAMS)).abs().max() < 0.05  # ~6 SE of 16 000 pairs
     other = _add_noise(a, 1.0, torch.Generator().manual_seed(6))

@@ -16,7 +16,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-LANES = 16  # one AVX-512 float32 vector (two float64, two AVX2)
+from dsr.models._layout import LANES  # 16: one AVX-512 float32 vector (two float64, two AVX2)
+
 FLAGS = dict(cache=True, nogil=True, fastmath={"contract", "reassoc", "nsz"}, error_model="numpy")
 
 
@@ -95,7 +96,7 @@ def rows(n_rows: int, accumulate: bool = False, vector_a: bool = False):
 
 # R rows per vector product (R running sums in registers): 8 while they last, then 4, 2, 1
 _S8, _S4, _S2, _S1 = (rows(r) for r in (8, 4, 2, 1))
-_A8, _A4, _A2, _A1 = (rows(r, True, True) for r in (8, 4, 2, 1))
+_A8, _A4, _A2, _A1 = (rows(r, False, True) for r in (8, 4, 2, 1))
 
 
 @njit(**FLAGS)
@@ -117,8 +118,8 @@ def products(n_out, out, oo, c, co, x, xo, xs, a, ao, ar, ak, n):
 
 @njit(**FLAGS)
 def lane_products(n_out, out, oo, os, zeros, x, xo, xs, a, ao, ar, ak, n):
-    """``out[oo + r·os : … + LANES] += Σ_k a[ao + r·ar + k·ak : … + LANES] ⊙ x[xo + k·xs : …]``
-    for r < n_out (one sum per lane: the weight gradients before the sum over windows)."""
+    """``out[oo + r·os : … + LANES] = Σ_k a[ao + r·ar + k·ak : … + LANES] ⊙ x[xo + k·xs : …]``
+    for r < n_out (one sum per lane; ``zeros`` holds at least 8 zeros)."""
     r = 0
     while r + 8 <= n_out:
         _A8(out, oo + r * os, os, zeros, 0, x, xo, xs, a, ao + r * ar, ar, ak, n)
@@ -131,3 +132,115 @@ def lane_products(n_out, out, oo, os, zeros, x, xo, xs, a, ao, ar, ak, n):
         r += 2
     if r < n_out:
         _A1(out, oo + r * os, os, zeros, 0, x, xo, xs, a, ao + r * ar, ar, ak, n)
+
+
+def _vector_type(context, ty):
+    ety = context.get_value_type(ty.dtype)
+    return ety, ir.VectorType(ety, LANES), context.get_abi_sizeof(ety)
+
+
+def _tile_codegen(n_p: int, n_q: int):
+    def codegen(context, builder, signature, args):
+        tys = signature.args
+        out, x, a = (context.make_array(tys[i])(context, builder, args[i]).data for i in (0, 4, 8))
+        idx = [context.cast(builder, args[i], tys[i], types.intp) for i in (1, 2, 3, 5, 6, 7, 9)]
+        oo, op, oq, xo, xp, xk, ao = idx
+        aq, ak, n = (context.cast(builder, args[i], tys[i], types.intp) for i in (10, 11, 12))
+        _, vty, align = _vector_type(context, tys[0])
+        bits = 8 * align
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{LANES}f{bits}"
+        )
+
+        def ptr(data, offset):
+            return builder.bitcast(builder.gep(data, [offset]), vty.as_pointer())
+
+        def const(i):
+            return ir.Constant(oo.type, i)
+
+        def out_at(p, q):
+            return builder.add(
+                oo, builder.add(builder.mul(const(p), op), builder.mul(const(q), oq))
+            )
+
+        accs = {
+            (p, q): cgutils.alloca_once_value(
+                builder, builder.load(ptr(out, out_at(p, q)), align=align, typ=vty)
+            )
+            for p in range(n_p)
+            for q in range(n_q)
+        }
+        with cgutils.for_range(builder, n) as loop:
+            k = loop.index
+            x_at, a_at = builder.add(xo, builder.mul(k, xk)), builder.add(ao, builder.mul(k, ak))
+            xs = [
+                builder.load(ptr(x, builder.add(x_at, builder.mul(const(p), xp))), align=align)
+                for p in range(n_p)
+            ]
+            avs = [
+                builder.load(ptr(a, builder.add(a_at, builder.mul(const(q), aq))), align=align)
+                for q in range(n_q)
+            ]
+            for (p, q), acc in accs.items():
+                builder.store(builder.call(fma, [xs[p], avs[q], builder.load(acc)]), acc)
+        for (p, q), acc in accs.items():
+            builder.store(builder.load(acc), ptr(out, out_at(p, q)), align=align)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+@functools.cache
+def tile(n_p: int, n_q: int):
+    """Intrinsic ``f(out, oo, op, oq, x, xo, xp, xk, a, ao, aq, ak, n)``: for p < n_p, q < n_q,
+
+    ``out[oo + p·op + q·oq : … + LANES] += Σ_{k<n} x[xo + p·xp + k·xk : …] ⊙ a[ao + q·aq + k·ak : …]``
+
+    (per-lane outer products summed over k, the n_p·n_q sums in registers: n_p + n_q vector loads
+    per n_p·n_q fused multiply-adds)."""
+
+    def f(typingctx, out, oo, op, oq, x, xo, xp, xk, a, ao, aq, ak, n):
+        return types.void(out, oo, op, oq, x, xo, xp, xk, a, ao, aq, ak, n), _tile_codegen(n_p, n_q)
+
+    return intrinsic(f)
+
+
+_T46, _T42, _T41, _T26, _T22, _T21, _T16, _T12, _T11 = (
+    tile(p, q) for p in (4, 2, 1) for q in (6, 2, 1)
+)
+
+
+@njit(**FLAGS)
+def tile_products(n_p, n_q, out, oo, op, oq, x, xo, xp, xk, a, ao, aq, ak, n):
+    """``out[oo + p·op + q·oq : … + LANES] += Σ_k x[xo + p·xp + k·xk : …] ⊙ a[ao + q·aq + k·ak : …]``
+    for all p < n_p, q < n_q, in register tiles of up to 4 × 6 (the per-lane weight gradients)."""
+    p = 0
+    while p < n_p:
+        tp = 4 if p + 4 <= n_p else (2 if p + 2 <= n_p else 1)
+        q = 0
+        while q < n_q:
+            tq = 6 if q + 6 <= n_q else (2 if q + 2 <= n_q else 1)
+            o, xa, aa = oo + p * op + q * oq, xo + p * xp, ao + q * aq
+            args = (out, o, op, oq, x, xa, xp, xk, a, aa, aq, ak, n)
+            if tp == 4:
+                if tq == 6:
+                    _T46(*args)
+                elif tq == 2:
+                    _T42(*args)
+                else:
+                    _T41(*args)
+            elif tp == 2:
+                if tq == 6:
+                    _T26(*args)
+                elif tq == 2:
+                    _T22(*args)
+                else:
+                    _T21(*args)
+            elif tq == 6:
+                _T16(*args)
+            elif tq == 2:
+                _T12(*args)
+            else:
+                _T11(*args)
+            q += tq
+        p += tp

@@ -252,11 +252,8 @@ def decode_mse(decoder: LinearDecoder, z: torch.Tensor, target: torch.Tensor):
         return None
     if target.shape[0] < 1 or not rollout._use_compiled(z, decoder.B, target):
         return None
-    try:
-        from dsr.models.decoder_numba import DecodeMSE
-    except ImportError:  # numba missing: the rollout has warned already
-        return None
-    return DecodeMSE.apply(z, decoder.B, decoder.kernel, target)
+    kernels = rollout.compiled_kernels(z.dtype)
+    return kernels.decoder.DecodeMSE.apply(z, decoder.B, decoder.kernel, target)
 
 
 DECODERS = {"convolved": ConvolvedDecoder, "standard": StandardDecoder, "identity": IdentityDecoder}

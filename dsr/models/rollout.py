@@ -4,7 +4,8 @@ Used by ``ShallowPLRNN.forced_rollout``; checked against the autograd loop throu
 ``ShallowPLRNN.step`` and by ``gradcheck`` (tests/test_reliability.py).
 
 On CPU the time loop runs compiled (``dsr.models.rollout_numba``, one call per batch forward and
-backward) when numba imports; otherwise, on CUDA, and with ``DSR_ROLLOUT=torch`` (or
+backward) when the compiled kernels are available (``dsr.models.compiled``: numba imports and they
+compile, else warned once); otherwise, on CUDA, and with ``DSR_ROLLOUT=torch`` (or
 ``BACKEND = "torch"``) it runs as a few tensor operations per step (the torch loop below). Both
 compute the same recurrence (tests/test_rollout_numba.py: 1e-10 in float64).
 """
@@ -13,30 +14,18 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 
 import torch
 
-#: "auto": the compiled loop for CPU tensors when numba imports; "torch": tensor ops per step
+from dsr.models import compiled
+
+#: "auto": the compiled loop for CPU tensors when the kernels are available; "torch": tensor ops
 BACKEND = os.environ.get("DSR_ROLLOUT", "auto")
-_KERNELS: dict = {}
 
 
-def compiled_kernels():
-    """The numba kernels module, or None (with one warning) when numba cannot be imported."""
-    if "module" not in _KERNELS:
-        try:
-            from dsr.models import rollout_numba
-        except ImportError as err:  # no wheel for this platform, or a broken install
-            warnings.warn(
-                f"numba is not available ({err}); the GTF rollout runs as torch operations per "
-                "time step, several times slower on CPU (pip install numba)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            rollout_numba = None
-        _KERNELS["module"] = rollout_numba
-    return _KERNELS["module"]
+def compiled_kernels(dtype: torch.dtype = torch.float32):
+    """The compiled kernel modules for ``dtype`` (``dsr.models.compiled.kernels``), or None."""
+    return compiled.kernels(dtype)
 
 
 def _use_compiled(*tensors: torch.Tensor) -> bool:
@@ -45,7 +34,7 @@ def _use_compiled(*tensors: torch.Tensor) -> bool:
     dtype = tensors[0].dtype
     if dtype not in (torch.float32, torch.float64) or any(t.dtype != dtype for t in tensors):
         return False
-    return compiled_kernels() is not None
+    return compiled_kernels(dtype) is not None
 
 
 def _clamp_bounds(h2: torch.Tensor, clipped: bool):
@@ -82,8 +71,9 @@ class ForcedRollout(torch.autograd.Function):
         ctx.clipped = clipped
         ctx.compiled = _use_compiled(z0, keep, target, A, W1, W2, h1, h2)
         if ctx.compiled:
-            zhat, saved = compiled_kernels().forward(z0, keep, target, A, W1, W2, h1, h2, clipped)
-            ctx.save_for_backward(keep, *saved)
+            kernels = compiled_kernels(z0.dtype).rollout
+            zhat, saved = kernels.forward(z0, keep, target, A, W1, W2, h1, h2, clipped)
+            ctx.save_for_backward(*saved)
             return zhat
         sign, lo, hi = _clamp_bounds(h2, clipped)
         W1s = W1 * sign[:, None, :]  # activation sign folded into W1, its offset into h1
@@ -122,8 +112,9 @@ class ForcedRollout(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         if ctx.compiled:
-            keep, *saved = ctx.saved_tensors
-            g_in, g_A, g_W1, g_W2, g_h1, g_h2 = compiled_kernels().backward(grad, keep, saved)
+            saved = ctx.saved_tensors
+            kernels = compiled_kernels(saved[0].dtype).rollout
+            g_in, g_A, g_W1, g_W2, g_h1, g_h2 = kernels.backward(grad, saved)
             return g_in, None, None, g_A, g_W1, g_W2, g_h1, g_h2, None
         zin, u, keep, A, W1s, W2, sign, lo, hi = ctx.saved_tensors
         n_steps, E, B, M = zin.shape

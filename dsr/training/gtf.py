@@ -6,10 +6,13 @@ from __future__ import annotations
 import functools
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 
 from dsr._allocator import tune_allocator
-from dsr.models.decoders import decode_mse
+from dsr.models import rollout
+from dsr.models._layout import rows_of
+from dsr.models.decoders import LinearDecoder, decode_mse
 
 SPARSE_FORCING_INTERVAL = 16
 
@@ -30,11 +33,12 @@ def _forcing_weights(d: torch.Tensor, alpha, sparse: bool, finite: bool = False)
     """GTF weight per time and latent ``(T, E, B, D)``: alpha (a float, or per model (E,)) where
     d is finite, 0 elsewhere (``finite``: d is known to be finite everywhere)."""
     scale = alpha if isinstance(alpha, float) else alpha[:, None, None]
-    w = (
-        torch.empty_like(d).copy_(torch.as_tensor(scale))
-        if finite
-        else _finite_float(d).mul_(scale)
-    )
+    if not finite:
+        w = _finite_float(d).mul_(scale)
+    elif isinstance(scale, float):
+        w = torch.full_like(d, scale)  # alpha in d's dtype (as_tensor would round it to float32)
+    else:
+        w = torch.empty_like(d).copy_(scale)
     if sparse:  # alpha = 1 with N < M: force only every SPARSE_FORCING_INTERVAL steps
         keep = torch.arange(d.shape[0], device=d.device) % SPARSE_FORCING_INTERVAL == 0
         w = w * keep.to(d.dtype)[:, None, None, None]
@@ -46,17 +50,33 @@ def gtf_rollout(model, decoder, x_deconv, r_deconv, alpha) -> torch.Tensor:
 
     ``ẑ_t = F(z̃_{t-1})``, ``z̃_t = (1 − α) ẑ_t + α d_t`` on the first D latents where d_t is
     finite, ``z̃_1`` = the decoder's initial state from ``x^deconv_1`` (no gradient through d).
-    ``alpha``: a float, or one value per model (E,) (adaptive GTF).
+    ``alpha``: a float, or one value per model (E,) (adaptive GTF). On CPU the forcing of a
+    ``LinearDecoder`` without confounds is one compiled pass (``dsr.models.forcing_numba``).
     """
+    sparse = isinstance(alpha, float) and alpha == 1.0 and decoder.obs_dim < model.latent_dim
+    kernels = _compiled_forcing(decoder, x_deconv, r_deconv)
+    if kernels is not None:
+        P = torch.linalg.pinv(torch.nan_to_num(decoder.B.detach(), 0.0, 0.0, 0.0))
+        d0, keep, target = kernels.forcing.forcing(x_deconv, P, alpha, decoder.forced_dims, sparse)
+        return model.forced_rollout(decoder.state_from_forcing(d0), keep, target)
     d = decoder.forcing(x_deconv, r_deconv)
     z = decoder.state_from_forcing(d[0])  # = decoder.initial_state(x_deconv[0], r_deconv[0])
     d = d[..., : decoder.forced_dims]
-    sparse = isinstance(alpha, float) and alpha == 1.0 and decoder.obs_dim < model.latent_dim
     finite = _all_finite(d)  # then the masks are constant (same values, fewer passes)
     weight = _forcing_weights(d, alpha, sparse, finite)[1:]  # sparse forcing keeps its phase
     source = d[1:] if finite else torch.nan_to_num(d[1:], 0.0, 0.0, 0.0)
     target = torch.mul(source, weight)  # α d_t, 0 where not forced
     return model.forced_rollout(z, torch.sub(1.0, weight), target)
+
+
+def _compiled_forcing(decoder, x_deconv, r_deconv):
+    """The compiled kernels when the forcing is ``LinearDecoder.forcing`` without confounds on
+    CPU (``DSR_ROLLOUT=torch``: never), else None."""
+    if type(decoder).forcing is not LinearDecoder.forcing or decoder.n_confounds:
+        return None
+    if not rollout._use_compiled(x_deconv, decoder.B):
+        return None
+    return rollout.compiled_kernels(x_deconv.dtype)
 
 
 AGTF_EVERY = 5  # batches between updates of the adaptive forcing strength
@@ -139,12 +159,29 @@ def gtf_loss(model, decoder, window, alpha, noise_sd: float, generator) -> torch
 
 
 def _add_noise(a: torch.Tensor, sd: float, generator) -> torch.Tensor:
-    """``a + sd * N(0, 1)`` as a new tensor (one buffer, no temporaries)."""
-    noise = _standard_normal(a, generator)
-    return torch.add(a, noise, alpha=sd, out=noise)
+    """``a + sd · z``, z i.i.d. N(0, 1), as a new tensor.
+
+    On CPU with the compiled kernels: the counter-based draw of ``dsr.models.noise`` (Philox with
+    a key from ``generator``, ~1.1 ns per value, the same values for any thread count); elsewhere
+    (CUDA, ``DSR_ROLLOUT=torch``, no kernels) torch's sampler (``_standard_normal``), as before.
+    """
+    kernels = rollout.compiled_kernels(a.dtype) if rollout._use_compiled(a) else None
+    if kernels is None:
+        noise = _standard_normal(a, generator)
+        return torch.add(a, noise, alpha=sd, out=noise)
+    # the key from the first of as many draws as torch's sampler takes, so the generator (and
+    # every later window or subject draw) advances exactly as on the torch path
+    seed = int(torch.randint(0, 2**62, (NOISE_STREAMS,), generator=generator)[0])
+    key = (seed & 0xFFFFFFFF, seed >> 32)
+    T, E = a.shape[:2]
+    src, st, se = rows_of(a.reshape(T, E, 1, -1))
+    out = np.empty((E, T, *a.shape[2:]), src.dtype)  # model-major: the kernels read it per model
+    R = out[0, 0].size
+    kernels.noise.add_noise_rows(src, st, se, T, E, R, sd, key, out.reshape(-1), R, T * R)
+    return torch.from_numpy(out).transpose(0, 1)
 
 
-NOISE_STREAMS = 8  # CPU: independent generator streams per draw (fixed, so threads change no value)
+NOISE_STREAMS = 8  # torch's sampler on CPU: streams per draw (fixed: threads change no value)
 
 
 @functools.cache
@@ -153,12 +190,12 @@ def _noise_pool(workers: int) -> ThreadPoolExecutor:
 
 
 def _standard_normal(like: torch.Tensor, generator) -> torch.Tensor:
-    """N(0, 1) draws shaped like ``like``, from ``generator``.
+    """N(0, 1) draws shaped like ``like``, from ``generator`` with torch's sampler (the path
+    without the compiled kernels, and CUDA).
 
     On CPU the draw is cut into ``NOISE_STREAMS`` slices, each filled by its own generator seeded
     from ``generator``, in parallel over torch's thread count: torch's CPU normal sampler is
-    single-threaded (~3–4 ns per value), the largest serial cost of a batch at E = 64 with two
-    threads (benchmarks/README.md). The values depend on the seed only, never on the threads.
+    single-threaded (~3–4 ns per value). The values depend on the seed only, never on the threads.
     """
     if like.device.type != "cpu":
         return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
