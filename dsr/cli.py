@@ -203,6 +203,13 @@ def _add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--lyap-steps", type=int, default=10_000, help="Lyapunov iterations")
     p.add_argument("--n-trajectories", type=int, default=100, help="free runs per model")
+    p.add_argument(
+        "--select-fraction",
+        type=float,
+        default=0.25,
+        help="best fraction of the eligible models by held-out D_stsp that selection keeps "
+        "(at least two; 1: the paper's counts only)",
+    )
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
@@ -226,6 +233,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         fs_hz=fit.get("fs_hz"),
         lyap_steps=args.lyap_steps,
         n_trajectories=args.n_trajectories,
+        select_fraction=args.select_fraction,
     )
     log.info(
         "wrote %s and summary.json (%d models)", args.run_dir / "metrics.tsv", len(result.table)

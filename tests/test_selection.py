@@ -45,3 +45,16 @@ def test_selection_and_outlier_errors():
         select_models(pd.DataFrame({"subject": ["a"]}))
     mask = iqr_outliers([1.0, 1.1, 0.9, 1.05, 10.0, np.nan])
     np.testing.assert_array_equal(mask, [False, False, False, False, True, True])
+
+
+def test_keep_fraction_keeps_the_best_quarter_by_dstsp():
+    table = _synthetic_table(np.random.default_rng(0))
+    out = select_models(table, keep_fraction=0.25)
+    for _, g in out.groupby("subject"):
+        n = int(g["eligible"].sum())  # 28 of 30: restarts 5 (PE_1 > 1) and 6 (diverged) are not
+        assert g["top_dstsp"].sum() == int(np.ceil(0.25 * n)) == 7
+        assert set(g.loc[g["selected"], "restart"]) >= {0, 1, 2, 3, 4}
+    two = select_models(table[table["restart"].isin([0, 1, 2])], keep_fraction=0.1)
+    assert two.groupby("subject")["selected"].sum().tolist() == [2, 2]  # at least two
+    with pytest.raises(DsrInputError, match="keep_fraction"):
+        select_models(table, keep_fraction=0.0)

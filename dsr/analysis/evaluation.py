@@ -153,6 +153,7 @@ def evaluate_ensemble(
     fs_hz: float | None = None,
     chunk: int = 10,
     seed: int = 0,
+    select_fraction: float | None = None,
 ) -> Evaluation:
     """Score every model of a fitted ensemble against its subject's data.
 
@@ -169,7 +170,8 @@ def evaluate_ensemble(
     The free runs are also iterated ``escape_horizon`` times the series length; a model with a run
     that goes non-finite or leaves the data's range by a wide margin is ``escaped``. Selection
     (:func:`dsr.analysis.selection.select_models`): PE_1 on the training part <= 1, not escaped,
-    then ranked by held-out D_stsp and D_H (training scores when there is no test part).
+    then ranked by held-out D_stsp and D_H (training scores when there is no test part);
+    ``select_fraction`` keeps only that best fraction by D_stsp (``keep_fraction``).
     """
     check_positive("n_trajectories", n_trajectories, integer=True)
     missing = [s for s in fitted.subject_ids if s not in data]
@@ -213,7 +215,9 @@ def evaluate_ensemble(
     )
     table |= _lyapunov_columns(spectra, n_finite, tr_s, fs_hz)
     segment = "test" if np.isfinite(table["dstsp_test"]).any() else "train"
-    frame = select_models(pd.DataFrame(table), pe_key="pe1_train", segment=segment)
+    frame = select_models(
+        pd.DataFrame(table), pe_key="pe1_train", segment=segment, keep_fraction=select_fraction
+    )
     summary = summarise(frame)
     for sid, s in zip(fitted.subject_ids, subj, strict=True):
         summary[sid]["data_floor"] = _data_floor(s, gmm_scaling, smoothing, seed)

@@ -33,14 +33,22 @@ def select_models(
     n_best_dh: int = 10,
     segment: str = "train",
     by: str = "subject",
+    keep_fraction: float | None = None,
 ) -> pd.DataFrame:
     """Automatic model selection of spec section 5, per ``by`` group; returns a copy with columns
     ``pe_ok`` (status ok and ``pe_key <= pe_threshold``), ``eligible`` (``pe_ok`` and not
     ``escaped``, when the table has that column), ``top_dstsp`` (best ``n_best_dstsp`` eligible
     models by ``dstsp_<segment>``), ``selected`` (best ``n_best_dh`` of those by ``dh_<segment>``,
     the set used for lambda analyses) and ``selected_on`` (``segment``). NaN scores never
-    qualify."""
+    qualify.
+
+    ``keep_fraction`` (0 < f <= 1; None: the spec's counts only) also caps the D_stsp stage at the
+    best ``ceil(f · n_eligible)`` models of the group, at least two where two are eligible. With the
+    spec's counts, 10 or fewer restarts are all kept; ranking by D_stsp is what finds the faithful
+    restarts (validation/RESULTS.md, "Training recipes"), so the workflow keeps its best quarter."""
     check_choice("segment", segment, ("train", "test"))
+    if keep_fraction is not None and not 0.0 < keep_fraction <= 1.0:
+        raise DsrInputError(f"'keep_fraction' must be in (0, 1] or None; got {keep_fraction}")
     need = {pe_key, f"dstsp_{segment}", f"dh_{segment}", "status", by}
     if need - set(table.columns):
         raise DsrInputError(f"table lacks column(s) {sorted(need - set(table.columns))}")
@@ -48,8 +56,12 @@ def select_models(
     t["pe_ok"] = (t["status"] == "ok") & (t[pe_key] <= pe_threshold)
     t["eligible"] = t["pe_ok"] & ~t.get("escaped", pd.Series(False, index=t.index)).astype(bool)
     dstsp, dh = t[f"dstsp_{segment}"], t[f"dh_{segment}"]
-    rank = dstsp.where(t["eligible"]).groupby(t[by]).rank(method="first")
-    t["top_dstsp"] = rank <= n_best_dstsp
+    rank = dstsp.where(t["eligible"] & np.isfinite(dstsp)).groupby(t[by]).rank(method="first")
+    keep = pd.Series(float(n_best_dstsp), index=t.index)
+    if keep_fraction is not None:
+        n = rank.notna().groupby(t[by]).transform("sum")
+        keep = np.minimum(keep, np.maximum(np.ceil(keep_fraction * n), np.minimum(n, 2)))
+    t["top_dstsp"] = rank <= keep
     rank = dh.where(t["top_dstsp"]).groupby(t[by]).rank(method="first")
     t["selected"] = rank <= n_best_dh
     t["selected_on"] = segment
