@@ -14,6 +14,7 @@ convolution matters more at short TR. Exponents per step convert to per time uni
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import fcntl
 import logging
@@ -98,6 +99,20 @@ def fit(args, data, kernel, subject_ids, device, **config):
         seed=args.seed,
         device=device,
     )
+
+
+def config_overrides(pairs: list[str]) -> dict:
+    """``--set`` pairs such as ``["epochs=1500", "lr_end=1e-4"]`` -> typed TrainingConfig fields;
+    an unknown field stops the script with its name."""
+    types = {f.name: str(f.type) for f in dataclasses.fields(TrainingConfig)}
+    out = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in types:
+            raise SystemExit(f"--set {pair}: {key!r} is not a TrainingConfig field")
+        kind = types[key]
+        out[key] = (int if "int" in kind else float if "float" in kind else str)(value)
+    return out
 
 
 def machine(device: str) -> str:

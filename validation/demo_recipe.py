@@ -47,19 +47,6 @@ def parse():
     return p.parse_args()
 
 
-def overrides(pairs: list[str]) -> dict:
-    """``["epochs=1500", "lr_end=1e-5"]`` -> typed TrainingConfig overrides."""
-    types = {f.name: str(f.type) for f in dataclasses.fields(TrainingConfig)}
-    out = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        if key not in types:
-            raise SystemExit(f"--set {pair}: {key!r} is not a TrainingConfig field")
-        kind = types[key]
-        out[key] = (int if "int" in kind else float if "float" in kind else str)(value)
-    return out
-
-
 def training_params(cfg: dict, extra: dict) -> dict:
     """The workflow's TrainingConfig fields (workflow/rules/common.smk) plus ``extra``."""
     keys = [f.name for f in dataclasses.fields(TrainingConfig) if f.name in cfg["fit"]]
@@ -120,7 +107,7 @@ def main() -> None:
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     base = C.OUT / "demo_recipe"
     subjects, extract_dirs, demo = extracted_cohort(cfg, base)
-    extra = overrides(args.set)
+    extra = C.config_overrides(args.set)
     training = training_params(cfg, extra)
     run = base / args.name
     fit_dirs = [run / s / "fit" for s in subjects]

@@ -67,19 +67,6 @@ def parse():
     return p.parse_args()
 
 
-def overrides(pairs: list[str]) -> dict:
-    """``["batch_size=64", "alpha=0.2"]`` -> typed TrainingConfig overrides."""
-    types = {f.name: f.type for f in dataclasses.fields(TrainingConfig)}
-    out = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        if key not in types:
-            raise SystemExit(f"--set {pair}: {key!r} is not a TrainingConfig field")
-        kind = str(types[key])
-        out[key] = (int if "int" in kind else float if "float" in kind else str)(value)
-    return out
-
-
 def best_by_train(table) -> np.ndarray:
     """The best quarter of the eligible restarts (at least one) by D_stsp on the TRAINING half:
     a selection that never sees the test half (the paper keeps its best 20 % by D_stsp)."""
@@ -127,7 +114,7 @@ def main() -> None:
     hrf = spm_hrf(args.tr)
     x, _ = C.lorenz_bold(hrf, args.n_train + args.n_test, args.noise, seed=args.seed)
     kernel = hrf if args.decoder == "convolved" else np.ones(1)
-    extra = overrides(args.set)
+    extra = C.config_overrides(args.set)
     recipe = {**RECIPES[args.recipe], **extra}
     steps = args.milestones
     epochs = math.ceil(steps[-1] / args.batches)
