@@ -24,6 +24,7 @@ def parse():
     p.add_argument("--trs", type=float, nargs="+", default=[0.5, 0.2])
     p.add_argument("--steps", type=int, default=50_000, help="budget of the runs to compare")
     p.add_argument("--recipe", default="paper")
+    p.add_argument("--noise", type=float, default=0.01)
     p.add_argument(
         "--extra", nargs="*", default=[], help="section-name parts of --set overrides per TR, "
         "e.g. 0.2=seq_len250",
@@ -31,8 +32,8 @@ def parse():
     return p.parse_args()
 
 
-def table_path(recipe: str, tr: float, decoder: str, extra: str, steps: int):
-    parts = [f"recipe-{recipe}", f"tr{tr}"]
+def table_path(recipe: str, tr: float, noise: float, decoder: str, extra: str, steps: int):
+    parts = [f"recipe-{recipe}", f"tr{tr}"] + ([f"noise{noise}"] if noise != 0.01 else [])
     parts += [] if decoder == "convolved" else [decoder]
     parts += [extra] if extra else []
     return C.OUT / ("-".join(parts + [f"steps{steps}"]) + ".tsv")
@@ -46,7 +47,7 @@ def main() -> None:
     for tr in args.trs:
         tables = {}
         for dec in DECODERS:
-            path = table_path(args.recipe, tr, dec, extra.get(str(tr), ""), args.steps)
+            path = table_path(args.recipe, tr, args.noise, dec, extra.get(str(tr), ""), args.steps)
             if not path.exists():
                 raise SystemExit(f"missing {path}: run lorenz_recipe.py for TR {tr}, {dec} first")
             tables[dec], _ = pd.read_csv(path, sep="\t"), found.append(path.name)
@@ -64,7 +65,7 @@ def main() -> None:
                 if dec == "convolved" else "",
             ])  # fmt: skip
     body = (
-        f"Recipe `{args.recipe}` at {args.steps} gradient steps, one data set per TR (σ 0.01), "
+        f"Recipe `{args.recipe}` at {args.steps} gradient steps, one data set per TR (σ {args.noise}), "
         "the same restarts' seeds for both decoders. Tables: "
         + ", ".join(f"`{f}`" for f in found)
         + ".\n\n"
@@ -86,9 +87,11 @@ def main() -> None:
     )
     print(body)
     if not args.no_write:
+        suffix = "" if args.noise == 0.01 else f"-noise{args.noise}"
         C.write_section(
-            "lorenz-compare", "convSSM vs standard SSM, Lorenz paper protocol", body, "cpu",
-            dict(trs=args.trs, steps=args.steps, recipe=args.recipe), timer(),
+            f"lorenz-compare{suffix}", f"convSSM vs standard SSM, Lorenz paper protocol, σ {args.noise}",
+            body, "cpu", dict(trs=args.trs, steps=args.steps, recipe=args.recipe, noise=args.noise),
+            timer(),
         )  # fmt: skip
 
 
