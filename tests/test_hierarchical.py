@@ -19,7 +19,13 @@ from dsr.errors import DsrInputError
 from dsr.models.latent import LatentMap
 from dsr.models.plrnn import ClippedShallowPLRNN
 from dsr.models.registry import make_hierarchical
-from dsr.report.feature_space import FeatureSpace, loo_r2, parameter_matrix, per_restart
+from dsr.report.feature_space import (
+    FeatureSpace,
+    loo_r2,
+    parameter_matrix,
+    per_restart,
+    select_restarts,
+)
 from dsr.signal.kernels import spm_hrf
 from dsr.synthetic.lorenz import simulate_lorenz
 from dsr.training.ensemble import load_ensemble, save_ensemble
@@ -351,3 +357,12 @@ def test_covariates_from_a_subject_sheet_are_related_to_the_features(tmp_path):
     rel = relate(coords, table)
     assert rel.loc[0, "covariate"] == "age" and rel.loc[0, "loo_r2"] > 0.99
     assert rel.loc[0, "spearman_c1"] == pytest.approx(1.0)
+
+
+def test_consensus_restarts_are_the_eligible_ones_not_only_the_selected():
+    rows = [
+        {"subject": s, "restart": r, "status": "ok", "eligible": r < 3, "selected": r == 0,
+         "dstsp_test": 0.1 * (r + 1)}
+        for s in ("sub-01", "sub-02") for r in range(4)
+    ]  # fmt: skip
+    assert select_restarts(pd.DataFrame(rows)).tolist() == [0, 1, 2]

@@ -128,13 +128,16 @@ def cluster_agreement(labels, truth) -> float:
 
 
 def select_restarts(table, min_fraction: float = 0.5) -> np.ndarray:
-    """Restarts whose model is ``selected`` for at least ``min_fraction`` of the subjects (from an
-    evaluation table with ``subject``, ``restart``, ``selected``, ``status``); if none, the
-    restarts with status ok for every subject; sorted best first by median ``dstsp_test`` (or
-    ``dstsp_train``)."""
+    """Restarts whose model is ``eligible`` (PE_1 ≤ 1, not escaped; ``selected`` in tables without
+    that column) for at least ``min_fraction`` of the subjects (from an evaluation table with
+    ``subject``, ``restart``, ``eligible``/``selected``, ``status``); if none, the restarts with
+    status ok for every subject; sorted best first by median ``dstsp_test`` (or ``dstsp_train``).
+
+    Eligibility, not the per-subject selection, decides: the consensus needs several restarts
+    (single restarts place subjects noisily), and selection keeps only each subject's best few."""
     score = "dstsp_test" if np.isfinite(table.get("dstsp_test", np.nan)).any() else "dstsp_train"
     by = table.groupby("restart")
-    frac = by["selected"].mean()
+    frac = by["eligible" if "eligible" in table else "selected"].mean()
     keep = frac.index[frac >= min_fraction]
     if not len(keep):
         ok = by["status"].apply(lambda s: (s == "ok").all())
