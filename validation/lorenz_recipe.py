@@ -118,11 +118,12 @@ def main() -> None:
     recipe = {**RECIPES[args.recipe], **extra}
     steps = args.milestones
     epochs = math.ceil(steps[-1] / args.batches)
-    config = TrainingConfig(
-        model="shPLRNN", latent_dim=3, hidden_dim=50, epochs=epochs, batches_per_epoch=args.batches,
-        test_fraction=args.n_test / len(x), grad_clip=10.0, checkpoint_every=0,
-        decoder=args.decoder, **recipe,
-    )  # fmt: skip
+    paper = dict(model="shPLRNN", latent_dim=3, hidden_dim=50)  # --set may override these
+    config = TrainingConfig(**{
+        **paper, "epochs": epochs, "batches_per_epoch": args.batches, "grad_clip": 10.0,
+        "test_fraction": args.n_test / len(x), "checkpoint_every": 0, "decoder": args.decoder,
+        **recipe,
+    })  # fmt: skip
     state = TrainState.new(config, [x], kernel, None, args.restarts, args.seed, "cpu")
     cohort = prepare_cohort([x], None, kernel, config, ["lorenz"], "cpu", torch.float32)
     model_subject = torch.zeros(args.restarts, dtype=torch.long)
