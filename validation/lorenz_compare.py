@@ -25,6 +25,8 @@ def parse():
     p.add_argument("--steps", type=int, default=50_000, help="budget of the runs to compare")
     p.add_argument("--recipe", default="paper")
     p.add_argument("--noise", type=float, default=0.01)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="data/training seeds whose models are pooled per TR")  # fmt: skip
     p.add_argument(
         "--extra", nargs="*", default=[], help="section-name parts of --set overrides per TR, "
         "e.g. 0.2=seq_len250",
@@ -32,10 +34,12 @@ def parse():
     return p.parse_args()
 
 
-def table_path(recipe: str, tr: float, noise: float, decoder: str, extra: str, steps: int):
+def table_path(recipe, tr, noise, decoder, extra, seed, steps):
+    """The per-model table ``lorenz_recipe.py`` wrote for this run (its section name)."""
     parts = [f"recipe-{recipe}", f"tr{tr}"] + ([f"noise{noise}"] if noise != 0.01 else [])
     parts += [] if decoder == "convolved" else [decoder]
     parts += [extra] if extra else []
+    parts += [f"seed{seed}"] if seed else []
     return C.OUT / ("-".join(parts + [f"steps{steps}"]) + ".tsv")
 
 
@@ -47,17 +51,23 @@ def main() -> None:
     for tr in args.trs:
         tables = {}
         for dec in DECODERS:
-            path = table_path(args.recipe, tr, args.noise, dec, extra.get(str(tr), ""), args.steps)
-            if not path.exists():
-                raise SystemExit(f"missing {path}: run lorenz_recipe.py for TR {tr}, {dec} first")
-            tables[dec], _ = pd.read_csv(path, sep="\t"), found.append(path.name)
+            parts = []
+            for seed in args.seeds:
+                path = table_path(args.recipe, tr, args.noise, dec, extra.get(str(tr), ""), seed,
+                                  args.steps)  # fmt: skip
+                if not path.exists():
+                    raise SystemExit(f"missing {path}: run lorenz_recipe.py for TR {tr}, {dec}")
+                parts.append(pd.read_csv(path, sep="\t"))
+                found.append(path.name)
+            tables[dec] = pd.concat(parts, ignore_index=True)
         conv, std = (tables[d]["dstsp_test"].to_numpy() for d in DECODERS)
         u, p = C.mannwhitney(conv, std)
         for dec, t in tables.items():
             d = t["dstsp_test"].to_numpy()
             rows.append([
                 tr, DECODERS[dec], C.med_iqr(d), C.fmt(np.median(d[C.iqr_keep(d)])),
-                C.fmt(t["data_floor"].iloc[0]) if "data_floor" in t else "–",
+                " / ".join(C.fmt(f) for f in t["data_floor"].dropna().unique()) or "–"
+                if "data_floor" in t else "–",
                 C.med_iqr(t["lambda_per_tu"]), f"{int(t['faithful'].sum())}/{len(t)}",
                 C.med_iqr(t["pe20_test"]),
                 f"U = {u:.0f}, p = {C.fmt(p)}" if dec == "convolved" else "",
@@ -65,8 +75,8 @@ def main() -> None:
                 if dec == "convolved" else "",
             ])  # fmt: skip
     body = (
-        f"Recipe `{args.recipe}` at {args.steps} gradient steps, one data set per TR (σ {args.noise}), "
-        "the same restarts' seeds for both decoders. Tables: "
+        f"Recipe `{args.recipe}` at {args.steps} gradient steps, σ {args.noise}, data sets (seeds) "
+        f"{args.seeds} per TR pooled, the same seeds for both decoders. Tables: "
         + ", ".join(f"`{f}`" for f in found)
         + ".\n\n"
         + C.markdown_table(
@@ -88,6 +98,7 @@ def main() -> None:
     print(body)
     if not args.no_write:
         suffix = "" if args.noise == 0.01 else f"-noise{args.noise}"
+        suffix += "" if args.seeds == [0] else "-seeds" + "".join(map(str, args.seeds))
         C.write_section(
             f"lorenz-compare{suffix}", f"convSSM vs standard SSM, Lorenz paper protocol, σ {args.noise}",
             body, "cpu", dict(trs=args.trs, steps=args.steps, recipe=args.recipe, noise=args.noise),
