@@ -73,3 +73,26 @@ def test_dissimilarity_prefers_own_subject():
 def test_dissimilarity_rejects_mismatched_subjects():
     with pytest.raises(DsrInputError, match="same subjects"):
         cohort.dissimilarity({"a": np.zeros((60, 2))}, {"b": np.zeros((1, 60, 2))})
+
+
+def test_cohort_compares_held_out_parts(tmp_path):
+    """The cohort stage scores every model on data it was not fitted to, the diagonal included."""
+    import json
+
+    import pandas as pd
+
+    from dsr.io import ExtractionResult, save_extraction
+
+    rng = np.random.default_rng(0)
+    x, x_gen = rng.normal(size=(100, 2)), rng.normal(size=(3, 100, 2))
+    ex, ev = tmp_path / "extract", tmp_path / "evaluate"
+    save_extraction(ExtractionResult(x.astype(np.float32), None, {"tr_s": 1.0}), ex)
+    ev.mkdir()
+    table = {"model": [0, 1, 2], "status": "ok", "selected": True, "selected_on": "test",
+             "dstsp_test": [0.1, 0.2, 0.3], "dh_test": 0.1, "lambda_max": 0.01}  # fmt: skip
+    pd.DataFrame(table).to_csv(ev / "metrics.tsv", sep="\t", index=False)
+    (ev / "summary.json").write_text(json.dumps({"sub-01": {"n_train": 75}}))
+    np.savez(ev / "trajectories.npz", x_gen=x_gen)
+    data, gen, _ = cohort._cohort_inputs(["sub-01"], [ex], [ev], n_show=2)
+    np.testing.assert_allclose(data["sub-01"], x[75:].astype(np.float32))
+    np.testing.assert_array_equal(gen["sub-01"], x_gen[:2, 75:])

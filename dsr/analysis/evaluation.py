@@ -221,6 +221,7 @@ def evaluate_ensemble(
     summary = summarise(frame)
     for sid, s in zip(fitted.subject_ids, subj, strict=True):
         summary[sid]["data_floor"] = _data_floor(s, gmm_scaling, smoothing, seed)
+        summary[sid]["n_train"] = len(s.x)  # the split: samples [n_train:] are held out
     return Evaluation(frame, summary, spectra)
 
 

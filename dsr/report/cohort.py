@@ -3,7 +3,8 @@
 * :func:`lambda_variance_test`: is λ_max more alike within a subject (across restarts) than
   between subjects? One-way ANOVA of λ_max (per second) with subjects as groups, plus the ratio of
   the variance of subject means to the mean within-subject variance (paper Fig. 3G logic).
-* :func:`dissimilarity`: D_stsp and D_H of subject i's models' free runs against subject j's data.
+* :func:`dissimilarity`: D_stsp and D_H of subject i's models' free runs against subject j's data
+  (the cohort stage compares held-out parts).
 * :func:`classical_mds` (2-D embedding) and :func:`cluster` (average-linkage, scipy).
 """
 
@@ -66,7 +67,9 @@ def dissimilarity(
     data : dict
         Subject id -> data ``(T_j, N)``.
     generated : dict
-        Subject id -> free runs of its models ``(K, T_i, N)`` (same N for all).
+        Subject id -> free runs of its models ``(K, T_i, N)`` (same N for all). The cohort stage
+        passes the held-out parts of both (data and free runs after each subject's training
+        length), so no model is scored on the data it was fitted to.
 
     Returns
     -------
@@ -182,7 +185,11 @@ def _cohort_inputs(subjects, extract_dirs, eval_dirs, n_show):
         x, meta = extracted.timeseries, extracted.meta
         table = pd.read_csv(Path(ev) / "metrics.tsv", sep="\t")
         shown, _ = shown_models(table, n_show)
-        data[s], gen[s] = x, np.load(Path(ev) / "trajectories.npz")["x_gen"][shown]
+        n_train = json.loads((Path(ev) / "summary.json").read_text(encoding="utf-8"))[s].get(
+            "n_train", 0
+        )  # compare held-out parts: the models were fitted to the first n_train samples
+        x_gen = np.load(Path(ev) / "trajectories.npz")["x_gen"][shown]
+        data[s], gen[s] = x[n_train:], x_gen[:, n_train:]
         sel = table["selected"].astype(bool)
         pool = sel if sel.sum() >= 2 else table["status"] == "ok"
         lam[s] = table.loc[pool, "lambda_max"].to_numpy() / step_seconds(meta)
