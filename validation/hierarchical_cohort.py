@@ -37,6 +37,7 @@ from dsr.report.cohort import classical_mds, cluster, dissimilarity
 from dsr.report.feature_space import (
     FeatureSpace,
     cluster_agreement,
+    loo_predictions,
     loo_r2,
     parameter_matrix,
     per_restart,
@@ -307,14 +308,6 @@ def _agreement(coords, truth) -> list[float]:
     ]
 
 
-def loo_errors(features: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """|y_i − ŷ_(−i)| of the leave-one-out OLS readout (with intercept) behind ``loo_r2``."""
-    x, y = np.c_[features, np.ones(len(target))], np.asarray(target, float)
-    keep = ~np.eye(len(y), dtype=bool)
-    pred = [x[i] @ np.linalg.lstsq(x[keep[i]], y[keep[i]], rcond=None)[0] for i in range(len(y))]
-    return np.abs(y - np.array(pred))
-
-
 def _key_numbers(a, res) -> dict:
     """The per-run numbers the targets are judged on."""
     h, i = res["h_scores"], res["i_scores"]
@@ -334,7 +327,7 @@ def _key_numbers(a, res) -> dict:
         "matched": set(np.argsort(dist)[:2]) == set(planted),
         "rho_hat": res["rho_hat"],
         "t_err": abs(res["rho_hat"] - res["rho_new"]),
-        "loo_err": loo_errors(res["space"].coords, rho_tr),
+        "loo_err": np.abs(rho_tr - loo_predictions(res["space"].coords, rho_tr)),
         "per_h": a.features + dec + group / len(res["sids"]),
         "per_i": n_params(res["ifit"].model) + dec,
     }

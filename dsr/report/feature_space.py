@@ -94,21 +94,31 @@ class FeatureSpace:
         return np.einsum("rsk,rkj->rsj", local, self.rotation)[self.restarts].mean(0)
 
 
-def loo_r2(features: np.ndarray, target: np.ndarray) -> float:
-    """Leave-one-out cross-validated R² of an ordinary least-squares readout ``target ~ features``
-    (with intercept): ``1 − Σ (y_i − ŷ_(−i))² / Σ (y_i − ȳ)²``."""
+def loo_predictions(features: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Leave-one-out predictions ``ŷ_(−i)`` of an ordinary least-squares readout
+    ``target ~ features`` (with intercept), shape of ``target``; NaN for rows with a non-finite
+    value, and everywhere when fewer than ``n_features + 3`` rows are finite."""
     x = np.c_[np.asarray(features, float), np.ones(len(target))]
     y = np.asarray(target, float)
-    ok = np.isfinite(x).all(1) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if len(y) < x.shape[1] + 2:
+    ok = np.flatnonzero(np.isfinite(x).all(1) & np.isfinite(y))
+    pred = np.full(len(y), np.nan)
+    if len(ok) < x.shape[1] + 2:
+        return pred
+    for i in ok:
+        keep = ok[ok != i]
+        pred[i] = x[i] @ np.linalg.lstsq(x[keep], y[keep], rcond=None)[0]
+    return pred
+
+
+def loo_r2(features: np.ndarray, target: np.ndarray) -> float:
+    """Leave-one-out cross-validated R² of an ordinary least-squares readout ``target ~ features``
+    (with intercept): ``1 − Σ (y_i − ŷ_(−i))² / Σ (y_i − ȳ)²`` over the finite rows."""
+    pred = loo_predictions(features, target)
+    ok = np.isfinite(pred)
+    if not ok.any():
         return float("nan")
-    pred = np.empty_like(y)
-    for i in range(len(y)):
-        keep = np.arange(len(y)) != i
-        coef = np.linalg.lstsq(x[keep], y[keep], rcond=None)[0]
-        pred[i] = x[i] @ coef
-    return float(1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+    y = np.asarray(target, float)[ok]
+    return float(1 - ((y - pred[ok]) ** 2).sum() / ((y - y.mean()) ** 2).sum())
 
 
 def ward_clusters(coords: np.ndarray, n_clusters: int = 2) -> np.ndarray:
