@@ -15,6 +15,7 @@ from __future__ import annotations
 import _common as C
 import numpy as np
 import pandas as pd
+from lorenz_recipe import run_name
 
 DECODERS = {"convolved": "convSSM", "standard": "standard SSM"}
 
@@ -35,12 +36,9 @@ def parse():
 
 
 def table_path(recipe, tr, noise, decoder, extra, seed, steps):
-    """The per-model table ``lorenz_recipe.py`` wrote for this run (its section name)."""
-    parts = [f"recipe-{recipe}", f"tr{tr}"] + ([f"noise{noise}"] if noise != 0.01 else [])
-    parts += [] if decoder == "convolved" else [decoder]
-    parts += [extra] if extra else []
-    parts += [f"seed{seed}"] if seed else []
-    return C.OUT / ("-".join(parts + [f"steps{steps}"]) + ".tsv")
+    """The per-model table ``lorenz_recipe.py`` wrote for this run."""
+    name = run_name(recipe, tr, noise, decoder, [extra] if extra else [], seed, steps)
+    return C.OUT / f"{name}.tsv"
 
 
 def main() -> None:

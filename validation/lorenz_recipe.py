@@ -76,16 +76,18 @@ def best_by_train(table) -> np.ndarray:
     return (rank <= k).to_numpy()
 
 
+def run_name(recipe, tr, noise, decoder, overrides: list[str], seed: int, steps: int) -> str:
+    """Name of a run's RESULTS section and per-model table, e.g.
+    ``recipe-paper-tr0.2-standard-seq_len250-seed1-steps50000`` (defaults left out)."""
+    parts = [f"recipe-{recipe}", f"tr{tr}"] + ([f"noise{noise}"] if noise != 0.01 else [])
+    parts += [decoder] if decoder != "convolved" else []
+    parts += overrides + ([f"seed{seed}"] if seed else [])
+    return "-".join(parts + [f"steps{steps}"])
+
+
 def section_name(args, extra: dict, steps: int) -> str:
-    parts = [f"recipe-{args.recipe}", f"tr{args.tr}"]
-    if args.noise != 0.01:
-        parts.append(f"noise{args.noise}")
-    if args.decoder != "convolved":
-        parts.append(args.decoder)
-    parts += [f"{k}{v}" for k, v in extra.items()]
-    parts += [f"seed{args.seed}"] if args.seed else []
-    parts.append(f"steps{steps}")
-    return "-".join(parts)
+    overrides = [f"{k}{v}" for k, v in extra.items()]
+    return run_name(args.recipe, args.tr, args.noise, args.decoder, overrides, args.seed, steps)
 
 
 def _snapshot(state, config, kernel, seed) -> FittedEnsemble:

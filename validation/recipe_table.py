@@ -12,14 +12,12 @@ median λ_max within ±10 %).
 
 from __future__ import annotations
 
-import math
 import re
 
 import _common as C
 import numpy as np
 import pandas as pd
-
-FAITHFUL_DSTSP, FAITHFUL_LAMBDA = 0.30, 0.10
+from lorenz_recipe import FAITHFUL_DSTSP, FAITHFUL_LAMBDA, best_by_train, restarts_for_95
 
 
 def parse():
@@ -29,12 +27,8 @@ def parse():
 
 
 def best_quarter(t: pd.DataFrame) -> np.ndarray:
-    """As ``lorenz_recipe.best_by_train`` (older tables lack the column)."""
-    if "best_by_train" in t:
-        return t["best_by_train"].astype(bool).to_numpy()
-    ok = t["eligible"].astype(bool) & np.isfinite(t["dstsp_train"])
-    rank = t["dstsp_train"].where(ok).rank(method="first")
-    return (rank <= max(1, round(ok.sum() / 4))).to_numpy()
+    """The table's ``best_by_train`` column; recomputed for tables written before it existed."""
+    return t["best_by_train"].astype(bool).to_numpy() if "best_by_train" in t else best_by_train(t)
 
 
 def row(name: str, t: pd.DataFrame) -> list:
@@ -44,12 +38,10 @@ def row(name: str, t: pd.DataFrame) -> list:
     d, lam, faithful = t["dstsp_test"].to_numpy(), t["lambda_per_tu"].to_numpy(), t["faithful"]
     d_best, lam_best = float(np.median(d[best])), float(np.median(lam[best]))
     met = d_best < FAITHFUL_DSTSP and abs(lam_best / C.LORENZ_LAMBDA_MAX - 1) < FAITHFUL_LAMBDA
-    p = float(faithful.mean())
-    need = "∞" if p == 0 else "1" if p == 1 else str(math.ceil(math.log(0.05) / math.log(1 - p)))
     return [
         recipe, steps, C.med_iqr(d), C.fmt(d_best), C.fmt(lam_best),
         f"{int(faithful.sum())}/{len(t)}", f"{int(faithful[best].sum())}/{int(best.sum())}",
-        need, "yes" if met else "no",
+        restarts_for_95(float(faithful.mean())), "yes" if met else "no",
     ]  # fmt: skip
 
 
