@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from dsr.training.gtf import AGTF_EVERY, adaptive_alpha, gtf_loss
-from dsr.training.state import read_checkpoint, write_checkpoint
+from dsr.training.state import read_checkpoint, restore_shared, shared_state, write_checkpoint
 from dsr.training.windows import sample_windows
 
 log = logging.getLogger(__name__)
@@ -192,17 +192,9 @@ class HierarchicalState:
                 s[~lost] = p[~lost]
 
     def state_dict(self) -> dict:
-        return {
-            "epoch": self.epoch,
-            "model": self.model.state_dict(),
-            "decoder": self.decoder.state_dict(),
+        return shared_state(self) | {
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
-            "rng": self.rng.get_state(),
-            "history": self.history,
-            "failed": self.failed,
-            "snapshot": self.snapshot,
-            "alpha": self.alpha,
         }
 
     def save(self, checkpoint_dir, fingerprint: dict) -> Path:
@@ -214,17 +206,8 @@ class HierarchicalState:
         saved = read_checkpoint(checkpoint_dir, device, fingerprint)
         if saved is None:
             return
-        self.model.load_state_dict(saved["model"])
-        self.decoder.load_state_dict(saved["decoder"])
         for k, opt in self.optimizers.items():
             opt.load_state_dict(saved["optimizers"][k])
         for k, sched in self.schedulers.items():
             sched.load_state_dict(saved["schedulers"][k])
-        self.rng.set_state(saved["rng"].cpu())
-        self.history.copy_(saved["history"])
-        self.failed.copy_(saved["failed"])
-        for s, value in zip(self.snapshot, saved["snapshot"], strict=True):
-            s.copy_(value)
-        self.alpha = saved["alpha"].to(device)
-        self.epoch = saved["epoch"]
-        log.info("resumed from %s at epoch %d", checkpoint_dir, self.epoch)
+        restore_shared(self, saved, device, checkpoint_dir)

@@ -108,17 +108,9 @@ class TrainState:
         return epoch_loss
 
     def state_dict(self) -> dict:
-        return {
-            "epoch": self.epoch,
-            "model": self.model.state_dict(),
-            "decoder": self.decoder.state_dict(),
+        return shared_state(self) | {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": self.rng.get_state(),
-            "history": self.history,
-            "failed": self.failed,
-            "snapshot": self.snapshot,
-            "alpha": self.alpha,
         }
 
     def save(self, checkpoint_dir, fingerprint: dict) -> Path:
@@ -130,18 +122,38 @@ class TrainState:
         saved = read_checkpoint(checkpoint_dir, device, fingerprint)
         if saved is None:
             return
-        self.model.load_state_dict(saved["model"])
-        self.decoder.load_state_dict(saved["decoder"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
-        self.rng.set_state(saved["rng"].cpu())
-        self.history.copy_(saved["history"])
-        self.failed.copy_(saved["failed"])
-        for s, value in zip(self.snapshot, saved["snapshot"], strict=True):
-            s.copy_(value)
-        self.alpha = saved["alpha"].to(device)
-        self.epoch = saved["epoch"]
-        log.info("resumed from %s at epoch %d", checkpoint_dir, self.epoch)
+        restore_shared(self, saved, device, checkpoint_dir)
+
+
+def shared_state(state) -> dict:
+    """What every training state checkpoints besides its optimisers and schedulers: epoch, model,
+    decoder, generator, history, failure flags, snapshot and GTF strengths."""
+    return {
+        "epoch": state.epoch,
+        "model": state.model.state_dict(),
+        "decoder": state.decoder.state_dict(),
+        "rng": state.rng.get_state(),
+        "history": state.history,
+        "failed": state.failed,
+        "snapshot": state.snapshot,
+        "alpha": state.alpha,
+    }
+
+
+def restore_shared(state, saved: dict, device, checkpoint_dir) -> None:
+    """Load what :func:`shared_state` wrote back into ``state`` (in place) and log the epoch."""
+    state.model.load_state_dict(saved["model"])
+    state.decoder.load_state_dict(saved["decoder"])
+    state.rng.set_state(saved["rng"].cpu())
+    state.history.copy_(saved["history"])
+    state.failed.copy_(saved["failed"])
+    for s, value in zip(state.snapshot, saved["snapshot"], strict=True):
+        s.copy_(value)
+    state.alpha = saved["alpha"].to(device)
+    state.epoch = saved["epoch"]
+    log.info("resumed from %s at epoch %d", checkpoint_dir, state.epoch)
 
 
 def checkpoint_due(epoch: int, config, checkpoint_dir) -> bool:
