@@ -100,6 +100,7 @@ class _Settings(NamedTuple):
     noise_sd: float
     drift_strength: float
     seed: int
+    one_branch: bool
 
 
 class _Anatomy(NamedTuple):
@@ -128,15 +129,20 @@ def _anatomy(labels: np.ndarray, rng) -> _Anatomy:
     return _Anatomy(affine, labels, names, brain, coords, gradients, base)
 
 
-def observe_lorenz(n: int, dt: float, rho: float, seed: int, kernel, readout):
+def observe_lorenz(n: int, dt: float, rho: float, seed: int, kernel, readout, one_branch=False):
     """Lorenz-63 seen through a causal kernel, both writers' ground truth.
 
     Simulates ``n + len(kernel) - 1`` samples (time step ``dt`` in Lorenz time units, standardised)
     so that the convolution is warmed up, and returns the last n: the latent (n, 3) and
     ``causal_convolve(readout(latent), kernel)`` (n, K), where ``readout`` maps (T, 3) to (T, K).
+    ``one_branch``: reflect the orbit (x, y -> -x, -y, a symmetry of Lorenz-63) where x is
+    negatively skewed, so that every periodic ρ gives the same one of its two mirror-image cycles
+    (which one a simulation lands on depends on its initial state).
     """
     warm = len(kernel) - 1
     latent = simulate_lorenz(n + warm, dt, rho, seed=seed)
+    if one_branch and np.mean(latent[:, 0] ** 3) < 0:
+        latent[:, :2] *= -1
     return latent[warm:], causal_convolve(readout(latent), kernel)[warm:]
 
 
@@ -144,7 +150,9 @@ def _subject_signals(rho, mixing, cfg: _Settings, seed):
     """Latent (T, 3) and clean region signals (T, N): Lorenz -> mixing -> causal HRF -> keep the
     band above fMRIPrep's 1/128 Hz cosine high-pass (as every analysis does) -> z-score."""
     dt, hrf = cfg.tr_s / cfg.time_unit_s, spm_hrf(cfg.tr_s)
-    latent, regions = observe_lorenz(cfg.n_volumes, dt, rho, seed, hrf, lambda z: z @ mixing)
+    latent, regions = observe_lorenz(
+        cfg.n_volumes, dt, rho, seed, hrf, lambda z: z @ mixing, cfg.one_branch
+    )
     basis = np.column_stack([np.ones(cfg.n_volumes), _cosines(cfg.n_volumes, cfg.tr_s)])
     regions = regions - basis @ np.linalg.lstsq(basis, regions, rcond=None)[0]
     return latent, regions / regions.std(0)
@@ -253,6 +261,7 @@ def write_demo_cohort(
     drift_strength: float = 1.0,
     seed: int = 0,
     lyapunov_steps: int = 20_000,
+    one_branch: bool = False,
 ) -> Path:
     """Write a small fMRIPrep-style cohort with ground truth; return ``out_dir``.
 
@@ -265,10 +274,15 @@ def write_demo_cohort(
     (spatial gradients times the six motion traces, ``motion_strength`` relative to the signal) and
     slow scanner drift in the cosine band (``drift_strength``). The confounds TSV holds those motion
     traces and the cosine regressors, so the default confound strategy removes both.
+    ``one_branch``: put every subject on the same branch of the Lorenz symmetry (see
+    :func:`observe_lorenz`), so that ρ is the only planted difference even where the orbits are
+    mirror-image cycles (ρ above ~214).
     """
     check_positive("n_subjects", n_subjects, integer=True)
     check_positive("n_volumes", n_volumes, integer=True)
-    cfg = _Settings(tr_s, n_volumes, time_unit_s, motion_strength, noise_sd, drift_strength, seed)
+    cfg = _Settings(
+        tr_s, n_volumes, time_unit_s, motion_strength, noise_sd, drift_strength, seed, one_branch
+    )
     out = Path(out_dir)
     rng = np.random.default_rng(seed)
     labels = _demo_atlas(n_regions, grid, rng)
