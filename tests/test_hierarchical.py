@@ -21,6 +21,7 @@ from dsr.models.plrnn import ClippedShallowPLRNN
 from dsr.models.registry import make_hierarchical
 from dsr.report.feature_space import (
     FeatureSpace,
+    loo_predictions,
     loo_r2,
     parameter_matrix,
     per_restart,
@@ -354,9 +355,18 @@ def test_covariates_from_a_subject_sheet_are_related_to_the_features(tmp_path):
     table = covariate_table(["s1", "s2", "s3", "s4", "s5"], sheet=sheet)
     assert list(table.columns) == ["age"]  # numeric columns only
     coords = np.c_[np.arange(5.0), np.array([0.3, -0.1, 0.2, 0.0, -0.2])]
-    rel = relate(coords, table)
-    assert rel.loc[0, "covariate"] == "age" and rel.loc[0, "loo_r2"] > 0.99
+    noisy = coords + np.array([[0.0, 0.0], [0.3, 0.0], [0.0, 0.0], [-0.3, 0.0], [0.0, 0.0]])
+    space = FeatureSpace(
+        mean=None, basis=None, rotation=None, restarts=np.array([0, 1]), coords=coords,
+        per_restart=np.stack([coords, noisy, noisy]), spread=None,
+    )  # fmt: skip
+    rel = relate(space, table)
+    assert rel.loc[0, "covariate"] == "age" and rel.loc[0, "loo_r2_consensus"] > 0.99
     assert rel.loc[0, "spearman_c1"] == pytest.approx(1.0)
+    # the restarts' mean readout: restart 0 exact, restart 1 off; restart 2 is not in the consensus
+    both = np.mean([loo_predictions(c[:, :2], np.arange(30.0, 80, 10)) for c in (coords, noisy)], 0)
+    r2 = 1 - ((both - np.arange(30.0, 80, 10)) ** 2).sum() / 1000.0
+    assert rel.loc[0, "loo_r2"] == pytest.approx(r2) and r2 < 0.99
 
 
 def test_consensus_restarts_are_the_eligible_ones_not_only_the_selected():

@@ -110,15 +110,28 @@ def loo_predictions(features: np.ndarray, target: np.ndarray) -> np.ndarray:
     return pred
 
 
-def loo_r2(features: np.ndarray, target: np.ndarray) -> float:
-    """Leave-one-out cross-validated R² of an ordinary least-squares readout ``target ~ features``
-    (with intercept): ``1 − Σ (y_i − ŷ_(−i))² / Σ (y_i − ȳ)²`` over the finite rows."""
-    pred = loo_predictions(features, target)
+def _r2(pred: np.ndarray, target: np.ndarray) -> float:
+    """``1 − Σ (y_i − ŷ_i)² / Σ (y_i − ȳ)²`` over the rows where the prediction is finite."""
     ok = np.isfinite(pred)
     if not ok.any():
         return float("nan")
     y = np.asarray(target, float)[ok]
     return float(1 - ((y - pred[ok]) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+
+
+def loo_r2(features: np.ndarray, target: np.ndarray) -> float:
+    """Leave-one-out cross-validated R² of an ordinary least-squares readout ``target ~ features``
+    (with intercept): ``1 − Σ (y_i − ŷ_(−i))² / Σ (y_i − ȳ)²`` over the finite rows."""
+    return _r2(loo_predictions(features, target), target)
+
+
+def restarts_loo_r2(per_restart: np.ndarray, target: np.ndarray, restarts) -> float:
+    """Leave-one-out R² of the restarts' mean readout: every restart in ``restarts`` fits its own
+    OLS readout on its own coordinates ``per_restart[r]`` (S, k) and the held-out subject's
+    predictions are averaged. Each restart's readout is unchanged by the invertible map that makes
+    its features arbitrary, so nothing is lost aligning restarts (the consensus is for looking)."""
+    pred = np.mean([loo_predictions(per_restart[r], target) for r in restarts], axis=0)
+    return _r2(pred, target)
 
 
 def ward_clusters(coords: np.ndarray, n_clusters: int = 2) -> np.ndarray:

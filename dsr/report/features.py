@@ -22,6 +22,7 @@ from dsr.report.feature_space import (
     loo_r2,
     parameter_matrix,
     per_restart,
+    restarts_loo_r2,
     select_restarts,
     ward_clusters,
 )
@@ -43,9 +44,12 @@ def covariate_table(subjects, truths=None, sheet=None) -> pd.DataFrame:
     return table
 
 
-def relate(coords: np.ndarray, covariates: pd.DataFrame) -> pd.DataFrame:
-    """Per covariate: leave-one-out R² of a linear readout from the first ``min(k, S − 3)``
-    consensus axes, and Spearman ρ with the first two axes."""
+def relate(space: FeatureSpace, covariates: pd.DataFrame) -> pd.DataFrame:
+    """Per covariate: leave-one-out R² of a linear readout from the first ``min(k, S − 3)`` axes —
+    ``loo_r2``: the mean of the consensus restarts' own readouts (``restarts_loo_r2``);
+    ``loo_r2_consensus``: one readout of the consensus coordinates — and Spearman ρ with the
+    first two consensus axes."""
+    coords = space.coords
     n_dims = max(1, min(coords.shape[1], len(coords) - 3))
     rows = []
     for name, values in covariates.items():
@@ -53,7 +57,12 @@ def relate(coords: np.ndarray, covariates: pd.DataFrame) -> pd.DataFrame:
         ok = np.isfinite(v)
         if ok.sum() < 3 or np.nanstd(v) == 0:
             continue
-        row = {"covariate": name, "n": int(ok.sum()), "loo_r2": loo_r2(coords[:, :n_dims], v)}
+        row = {
+            "covariate": name,
+            "n": int(ok.sum()),
+            "loo_r2": restarts_loo_r2(space.per_restart[..., :n_dims], v, space.restarts),
+            "loo_r2_consensus": loo_r2(coords[:, :n_dims], v),
+        }
         for j in range(min(2, coords.shape[1])):
             row[f"spearman_c{j + 1}"] = float(stats.spearmanr(coords[ok, j], v[ok]).statistic)
         rows.append(row)
@@ -136,7 +145,8 @@ def feature_text(R: int, space: FeatureSpace, relation: pd.DataFrame) -> str:
         best = relation.sort_values("loo_r2", ascending=False).iloc[0]
         text += (
             f" Covariates: {best['covariate']} is read out linearly from the features with "
-            f"leave-one-out R² = {best['loo_r2']:.2f} (n = {best['n']})."
+            f"leave-one-out R² = {best['loo_r2']:.2f} (n = {best['n']}; each consensus restart's "
+            "own readout, averaged)."
         )
     return text
 
@@ -161,7 +171,7 @@ def run_feature_space(
     frame = feature_frame(list(subjects), features, space, labels)
     write_text(Path(out_dir) / "features.tsv", frame.to_csv(sep="\t", index=False, na_rep="nan"))
     covariates = covariate_table(subjects, truths, sheet)
-    relation = relate(space.coords, covariates)
+    relation = relate(space, covariates)
     fig = plot_feature_space(space, list(subjects), labels, covariates)
     F.save_figure(fig, figure_path)
     consensus = frame[frame.restart == "consensus"].dropna(axis=1, how="all")
