@@ -25,6 +25,8 @@ from dsr.report.feature_space import (
     loo_r2,
     parameter_matrix,
     per_restart,
+    restarts_loo_r2,
+    restarts_predict,
     select_restarts,
 )
 from dsr.signal.kernels import spm_hrf
@@ -272,8 +274,26 @@ def test_feature_space_is_invariant_to_the_feature_basis():
     np.testing.assert_allclose(moved, params, atol=1e-10)
     np.testing.assert_allclose(FeatureSpace.fit(moved, 2).coords, space.coords, atol=1e-8)
     np.testing.assert_allclose(space.transform(params), space.coords, atol=1e-8)
+    np.testing.assert_allclose(space.transform_per_restart(params), space.per_restart, atol=1e-8)
     x = np.random.default_rng(0).normal(size=(12, 2))
     assert loo_r2(x, 3 * x[:, 0] - x[:, 1] + 2) > 0.999
+
+
+def test_restarts_mean_readout_ignores_each_restarts_feature_basis():
+    """Each restart's features are an arbitrary invertible linear image of the same positions;
+    its own OLS readout (and so the restarts' mean) is unchanged by that image."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(12, 2))
+    y = 3 * x[:, 0] - x[:, 1] + 2 + 0.1 * rng.normal(size=12)
+    maps = [np.eye(2), np.array([[2.0, 1.0], [0.5, -1.0]]), np.array([[0.0, 3.0], [-1.0, 0.2]])]
+    per = np.stack([x @ m + r for r, m in enumerate(maps)])  # (R, S, k), shifted and mixed
+    same = np.stack([x] * 3)
+    assert restarts_loo_r2(per, y, [0, 1, 2]) == pytest.approx(restarts_loo_r2(same, y, [0]))
+    assert restarts_loo_r2(per, y, [0, 1, 2]) > 0.95
+    new = rng.normal(size=(1, 2))
+    new_per = np.stack([new @ m + r for r, m in enumerate(maps)])
+    coef = np.linalg.lstsq(np.c_[x, np.ones(12)], y, rcond=None)[0]
+    np.testing.assert_allclose(restarts_predict(per, y, [1, 2], new_per), np.r_[new[0], 1] @ coef)
 
 
 @pytest.mark.parametrize(

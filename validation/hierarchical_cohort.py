@@ -4,19 +4,24 @@ The planted cohort is the demo's (``write_demo_cohort``: fMRIPrep layout, 6 regi
 planted motion, drift, region and voxel noise, default confound strategy regressed out), with
 Lorenz-63 ρ evenly spaced over 172–292: ρ ≤ 208 chaotic, ρ ≥ 220 periodic (stable limit cycle,
 λ_max ≈ 0; computed for each subject by ``lyapunov_max_lorenz``). One Lorenz time unit lasts 60 s
-(the demo uses 20 s for ρ 28–45; at ρ ≥ 172 the orbit is ~3x faster). One subject (``--holdout``)
-is left out of both fits and later fitted to the trained cohort model by features only.
+(the demo uses 20 s for ρ 28–45; at ρ ≥ 172 the orbit is ~3x faster). Every subject is put on the
+same branch of the Lorenz symmetry (``one_branch``): a periodic ρ has two mirror-image cycles and
+which one a simulation reaches depends on its initial state, a second planted factor that the
+features pick up (``--both-branches`` keeps it, as sections 7a/7b did). One subject
+(``--holdout``) is left out of both fits and later fitted to the trained cohort model by features
+only.
 
 Both arms train cshPLRNNs (M = N = 6, L = 50, α = 0.1, convolved decoder, demo learning rates,
 per-model gradient clip 10) for the same number of gradient steps (epochs × batches, all
 subjects in every batch) and are scored on the held-out last 25 % of each series with
 ``evaluate_ensemble`` (model selection as the workflow). Reported: planted ρ read out linearly
-from the features (leave-one-out R²; hierarchical: consensus features, ``dsr.report.feature_space``;
-independent: median λ_max of the selected models + 2-D MDS of the cross-subject D_stsp matrix, the
+from the features (leave-one-out R²; hierarchical: the restarts' own readouts averaged, and the
+consensus feature space, ``dsr.report.feature_space``; without a model: the data's spectral
+centroid; independent: median λ_max of the selected models + 2-D MDS of the cross-subject D_stsp matrix, the
 cohort stage's embedding), held-out D_stsp per subject, parameters per subject, 2-cluster agreement
 with the planted regime (periodic vs chaotic), and the transferred subject's place in feature space.
 
-    python validation/hierarchical_cohort.py              # reduced: 10 + 1 subjects x 8 restarts
+    python validation/hierarchical_cohort.py              # reduced: 20 + 1 subjects x 8 restarts
     python validation/hierarchical_cohort.py --full       # 1000 epochs x 50 batches, 10 restarts
 """
 
@@ -29,6 +34,7 @@ from pathlib import Path
 
 import _common as C
 import numpy as np
+from scipy.signal import welch
 
 from dsr.analysis.evaluation import evaluate_ensemble
 from dsr.analysis.free_runs import free_runs
@@ -37,10 +43,12 @@ from dsr.report.cohort import classical_mds, cluster, dissimilarity
 from dsr.report.feature_space import (
     FeatureSpace,
     cluster_agreement,
-    loo_predictions,
     loo_r2,
     parameter_matrix,
     per_restart,
+    restarts_loo_predictions,
+    restarts_loo_r2,
+    restarts_predict,
     select_restarts,
     ward_clusters,
 )
@@ -48,6 +56,7 @@ from dsr.signal.kernels import spm_hrf
 from dsr.synthetic.fmriprep_demo import SPACE, write_demo_cohort
 from dsr.training.hierarchical import HierarchicalConfig, fit_hierarchical, transfer_subjects
 from dsr.training.loop import TrainingConfig, fit_ensemble, resolve_device
+from dsr.training.windows import train_length
 
 TR = 1.4
 READOUT_DIMS = 3  # consensus axes read out (the leading ones when P > 3): OLS on 10 subjects
@@ -56,18 +65,25 @@ RHO = (172.0, 292.0)
 
 def parse():
     p = C.base_parser(__doc__)
-    p.add_argument("--subjects", type=int, default=11, help="planted subjects incl. the held-out")
-    p.add_argument("--holdout", type=int, default=5, help="index of the transfer subject")
+    p.add_argument("--subjects", type=int, default=21, help="planted subjects incl. the held-out")
+    p.add_argument("--holdout", type=int, default=10, help="index of the transfer subject")
     p.add_argument("--restarts", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batches", type=int, default=None)
-    p.add_argument("--features", type=int, default=3, help="P, features per subject")
+    p.add_argument("--features", type=int, default=6, help="P, features per subject")
     p.add_argument("--subject-lr-factor", type=float, default=1.0)
     p.add_argument("--volumes", type=int, default=500)
     p.add_argument("--time-unit", type=float, default=60.0, help="seconds per Lorenz time unit")
     p.add_argument("--lr-start", type=float, default=5e-3)
     p.add_argument(
         "--seeds", type=int, nargs="+", default=[0, 1], help="planted cohorts / fits to run"
+    )
+    p.add_argument("--name", default="hierarchical", help="RESULTS.md section key")
+    p.add_argument(
+        "--both-branches",
+        action="store_true",
+        help="leave each periodic subject on whichever of the two mirror-image cycles its "
+        "simulation lands on (sections 7a/7b); default: all on one branch",
     )
     p.add_argument(
         "--transfer-lr",
@@ -91,6 +107,7 @@ def planted_cohort(a, seed):
             rho_range=RHO,
             time_unit_s=a.time_unit,
             seed=seed,
+            one_branch=not a.both_branches,
         )
         data, truth = [], []
         for s in range(a.subjects):
@@ -116,6 +133,14 @@ def evaluate(fitted, data, sids, a):
         seed=a.seed,
     )
     return ev.table
+
+
+def spectral_centroid(x, n_train: int) -> float:
+    """Power-weighted mean frequency (Hz) of the training part of a (T, N) series, regions
+    averaged: the data's own most direct summary of the Lorenz orbit's speed, which ρ sets."""
+    freq, power = welch(x[:n_train], fs=1 / TR, nperseg=min(128, n_train), axis=0)
+    power = power.mean(1)
+    return float((freq * power).sum() / power.sum())
 
 
 def subject_scores(table, sids):
@@ -174,7 +199,7 @@ def main():
         print(body)
         return
     title = "7. Hierarchical cohort model vs independent fits (planted ρ)"
-    C.write_section("hierarchical", title, body, device, settings, timer())
+    C.write_section(a.name, title, body, device, settings, timer())
 
 
 def run(a, seed, device, timer) -> dict:
@@ -216,14 +241,18 @@ def run(a, seed, device, timer) -> dict:
     restarts = select_restarts(h_tab)
     params = per_restart(parameter_matrix(hfit.ensemble.model), a.restarts)
     space = FeatureSpace.fit(params, min(a.features, READOUT_DIMS), restarts)
+    space_all = FeatureSpace.fit(params, a.features, restarts)
     i_feat, i_mds = independent_features(ifit, i_tab, xs, sids)
     rho_tr, per_tr = rho[train], periodic[train]
+    n_train = train_length(a.volumes, cfg.test_fraction)
+    centroid = np.array([[spectral_centroid(data[i], n_train)] for i in train])
     res = dict(
         sids=sids,
         rho_tr=rho_tr,
         per_tr=per_tr,
         lam_tr=lam_true[train],
         space=space,
+        space_all=space_all,
         restarts=restarts,
         hfit=hfit,
         ifit=ifit,
@@ -232,9 +261,16 @@ def run(a, seed, device, timer) -> dict:
         readout={
             "hierarchical: leading consensus axis (1)": loo_r2(space.coords[:, :1], rho_tr),
             "hierarchical: consensus features (3)": loo_r2(space.coords, rho_tr),
+            f"hierarchical: consensus features, all ({a.features})": loo_r2(
+                space_all.coords, rho_tr
+            ),
+            f"hierarchical: mean of the restarts' own readouts ({a.features} each)": (
+                restarts_loo_r2(space_all.per_restart, rho_tr, restarts)
+            ),
             "independent: leading D_stsp MDS axis (1)": loo_r2(i_mds[:, :1], rho_tr),
             "independent: λ_max + D_stsp MDS (3)": loo_r2(i_feat, rho_tr),
             "independent: λ_max only (1)": loo_r2(i_feat[:, :1], rho_tr),
+            "reference, no model: spectral centroid of the data (1)": loo_r2(centroid, rho_tr),
         },
         per_restart_r2=[loo_r2(space.per_restart[r], rho_tr) for r in range(a.restarts)],
         subsets=_subset_r2(params, a.features, rho_tr, seed),
@@ -256,14 +292,15 @@ def run(a, seed, device, timer) -> dict:
         device=device,
         subject_ids=[f"sub-{a.holdout + 1:02d}"],
     )
-    new = space.transform(per_restart(parameter_matrix(tfit.ensemble.model), a.restarts))[0]
-    coef = np.linalg.lstsq(np.c_[space.coords, np.ones(len(train))], rho_tr, rcond=None)[0]
+    new_params = per_restart(parameter_matrix(tfit.ensemble.model), a.restarts)
+    new = space.transform(new_params)[0]
+    new_all = space_all.transform_per_restart(new_params)
     t_tab = evaluate(tfit.ensemble, [data[a.holdout]], tfit.ensemble.subject_ids, a)
     res["seed"] = seed
     res |= dict(
         rho_new=rho[a.holdout],
         dist=np.linalg.norm(space.coords - new, axis=1),
-        rho_hat=float(np.r_[new, 1.0] @ coef),
+        rho_hat=float(restarts_predict(space_all.per_restart, rho_tr, restarts, new_all)[0]),
         c_new=new,
         t_score=subject_scores(t_tab, tfit.ensemble.subject_ids)[tfit.ensemble.subject_ids[0]],
         t_time=tfit.ensemble.wall_time_s,
@@ -318,8 +355,13 @@ def _key_numbers(a, res) -> dict:
     return {
         "r2_h": res["readout"]["hierarchical: leading consensus axis (1)"],
         "r2_h3": res["readout"]["hierarchical: consensus features (3)"],
+        "r2_hP": res["readout"][f"hierarchical: consensus features, all ({a.features})"],
+        "r2_hR": res["readout"][
+            f"hierarchical: mean of the restarts' own readouts ({a.features} each)"
+        ],
         "r2_i": res["readout"]["independent: leading D_stsp MDS axis (1)"],
         "r2_i3": res["readout"]["independent: λ_max + D_stsp MDS (3)"],
+        "r2_data": res["readout"]["reference, no model: spectral centroid of the data (1)"],
         "d_h": float(np.nanmedian(list(h.values()))),
         "d_i": float(np.nanmedian(list(i.values()))),
         "agree_h": res["agreement"]["hierarchical: consensus features"][0],
@@ -327,7 +369,9 @@ def _key_numbers(a, res) -> dict:
         "matched": set(np.argsort(dist)[:2]) == set(planted),
         "rho_hat": res["rho_hat"],
         "t_err": abs(res["rho_hat"] - res["rho_new"]),
-        "loo_err": np.abs(rho_tr - loo_predictions(res["space"].coords, rho_tr)),
+        "loo_err": np.abs(
+            rho_tr - restarts_loo_predictions(res["space_all"].per_restart, rho_tr, res["restarts"])
+        ),
         "per_h": a.features + dec + group / len(res["sids"]),
         "per_i": n_params(res["ifit"].model) + dec,
     }
@@ -337,8 +381,8 @@ def _summary(a, runs) -> str:
     """Per-seed key numbers and the targets (medians over seeds)."""
     keys = [_key_numbers(a, r) for r in runs]
     rows = [
-        [str(r["seed"]), f"{C.fmt(k['r2_h'])} ({C.fmt(k['r2_h3'])})",
-         f"{C.fmt(k['r2_i'])} ({C.fmt(k['r2_i3'])})", C.fmt(k["d_h"]), C.fmt(k["d_i"]),
+        [str(r["seed"]), C.fmt(k["r2_hR"]), f"{C.fmt(k['r2_hP'])} ({C.fmt(k['r2_h'])}, {C.fmt(k['r2_h3'])})",
+         f"{C.fmt(k['r2_i'])} ({C.fmt(k['r2_i3'])})", C.fmt(k["r2_data"]), C.fmt(k["d_h"]), C.fmt(k["d_i"]),
          f"{100 * k['agree_h']:.0f} %", f"{100 * k['agree_i']:.0f} %",
          f"{k['rho_hat']:.0f} (true {r['rho_new']:.0f})",
          f"{k['t_err']:.0f} (median {np.median(k['loo_err']):.0f}, max {k['loo_err'].max():.0f})",
@@ -346,12 +390,15 @@ def _summary(a, runs) -> str:
         for r, k in zip(runs, keys, strict=True)
     ]  # fmt: skip
     table = C.markdown_table(
-        ["seed", "LOO R² ρ hier. 1 axis (3)", "LOO R² ρ indep. 1 axis (3)", "D_stsp hier.", "D_stsp indep.",
+        ["seed", "LOO R² ρ hier. restarts' mean readout", f"LOO R² ρ hier. consensus {a.features} axes (1, 3)", "LOO R² ρ indep. 1 axis (3)", "LOO R² ρ data centroid", "D_stsp hier.", "D_stsp indep.",
          "2-cluster hier.", "2-cluster indep.", "transfer: ρ̂", "transfer |ρ̂ − ρ| (cohort LOO errors)",
          "transfer: planted neighbours nearest"],
         rows,
     )  # fmt: skip
-    med = {k: float(np.median([x[k] for x in keys])) for k in ("r2_h", "d_h", "d_i")}
+    med = {
+        k: float(np.median([x[k] for x in keys]))
+        for k in ("r2_hR", "r2_hP", "r2_data", "d_h", "d_i")
+    }
     agree = min(k["agree_h"] for k in keys)
     matched = sum(k["matched"] for k in keys)
     within = sum(k["t_err"] <= k["loo_err"].max() for k in keys)
@@ -359,7 +406,7 @@ def _summary(a, runs) -> str:
     targets = C.markdown_table(
         ["target", "measured", "met"],
         [
-            ["ρ readout, LOO R² ≥ 0.8 (hierarchical, leading axis; median over seeds)", C.fmt(med["r2_h"]), _met(med["r2_h"] >= 0.8)],
+            ["ρ readout, LOO R² ≥ 0.8 (hierarchical, restarts' mean readout; median over seeds; consensus space, then the data's own spectral centroid in brackets)", f"{C.fmt(med['r2_hR'])} ({C.fmt(med['r2_hP'])}, {C.fmt(med['r2_data'])})", _met(med["r2_hR"] >= 0.8)],
             ["median held-out D_stsp hier. ≤ indep. (median over seeds)", f"{med['d_h']:.3g} vs {med['d_i']:.3g}", _met(med["d_h"] <= med["d_i"])],
             ["parameters per subject hier. < indep.", f"{per_h:.0f} vs {per_i}", _met(per_h < per_i)],
             ["periodic vs chaotic, 2-cluster agreement ≥ 90 % (hier., Ward; every seed)", f"{100 * agree:.0f} % (lowest)", _met(agree >= 0.9)],
@@ -370,9 +417,14 @@ def _summary(a, runs) -> str:
     return f"""
 Seeds set the planted cohort's noise and the training. Both arms: {a.restarts} restarts,
 {a.epochs} × {a.batches} gradient steps with every subject in every batch. Readout: leave-one-out
-R² of ρ from the leading axis of each feature space (hierarchical: the consensus feature axis of
-largest between-subject variance; independent: the first MDS axis of the cross-subject D_stsp),
-in brackets from 3 (hierarchical: 3 consensus axes; independent: median λ_max + 2-D MDS). D_stsp: median over subjects of the held-out
+R² of ρ (OLS with intercept) from the hierarchical model's features — the target's readout: each
+consensus restart's own readout of its P features (unchanged by the arbitrary invertible map that
+makes a restart's features arbitrary), averaged over restarts; then the consensus feature space
+with all P axes, in brackets its leading axis and its 3 leading axes — and
+from the independent fits' leading MDS axis of the cross-subject D_stsp (in brackets: median
+λ_max + 2-D MDS). Reference without a model: the spectral centroid of each subject's training
+part (Welch, regions averaged), the data's most direct summary of the orbit's speed that ρ
+sets. D_stsp: median over subjects of the held-out
 D_stsp of their selected models. 2 clusters: Ward linkage, agreement with periodic vs chaotic.
 
 {table}
@@ -450,8 +502,9 @@ cohort model by its features and decoder only ({a.epochs} × {a.batches} steps, 
 {a.transfer_lr} → {a.lr_end}, {res["t_time"]:.0f} s), starting per restart from the cohort subject
 whose features and decoder give the lowest GTF loss on its data. Consensus coordinates
 ({", ".join(f"{v:.2f}" for v in res["c_new"])}). Nearest cohort subjects in consensus feature space: {neighbours}; planted
-neighbours (closest ρ): {", ".join(sids[i] for i in planted)}. ρ predicted by the cohort's
-linear readout: {res["rho_hat"]:.0f}. Its held-out D_stsp: {C.fmt(res["t_score"])}.
+neighbours (closest ρ): {", ".join(sids[i] for i in planted)}. ρ predicted by the restarts' mean
+readout (each restart's OLS readout of the cohort, applied to the new subject's features in that
+restart): {res["rho_hat"]:.0f}. Its held-out D_stsp: {C.fmt(res["t_score"])}.
 """
 
 

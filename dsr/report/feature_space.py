@@ -87,11 +87,15 @@ class FeatureSpace:
         rotation = rotation @ final
         return cls(mean, basis, rotation, restarts, consensus @ final, aligned @ final, spread)
 
-    def transform(self, params: np.ndarray) -> np.ndarray:
-        """Consensus coordinates ``(S_new, k)`` of new subjects' parameters ``(R, S_new, K)``
-        (e.g. fitted by transfer to the same restarts)."""
+    def transform_per_restart(self, params: np.ndarray) -> np.ndarray:
+        """Every restart's coordinates ``(R, S_new, k)`` of new subjects' parameters
+        ``(R, S_new, K)`` (e.g. fitted by transfer to the same restarts), as ``per_restart``."""
         local = np.einsum("rsk,rkj->rsj", params - self.mean[:, None], self.basis)
-        return np.einsum("rsk,rkj->rsj", local, self.rotation)[self.restarts].mean(0)
+        return np.einsum("rsk,rkj->rsj", local, self.rotation)
+
+    def transform(self, params: np.ndarray) -> np.ndarray:
+        """Consensus coordinates ``(S_new, k)`` of new subjects' parameters ``(R, S_new, K)``."""
+        return self.transform_per_restart(params)[self.restarts].mean(0)
 
 
 def loo_predictions(features: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -125,13 +129,29 @@ def loo_r2(features: np.ndarray, target: np.ndarray) -> float:
     return _r2(loo_predictions(features, target), target)
 
 
+def restarts_loo_predictions(per_restart: np.ndarray, target: np.ndarray, restarts) -> np.ndarray:
+    """Leave-one-out predictions ``(S,)`` of the restarts' mean readout: every restart in
+    ``restarts`` fits its own OLS readout on its own coordinates ``per_restart[r]`` (S, k), and
+    the held-out subject's predictions are averaged. Each restart's readout is unchanged by the
+    invertible map that makes its features arbitrary, so nothing is lost aligning restarts (the
+    consensus is for looking)."""
+    return np.mean([loo_predictions(per_restart[r], target) for r in restarts], axis=0)
+
+
 def restarts_loo_r2(per_restart: np.ndarray, target: np.ndarray, restarts) -> float:
-    """Leave-one-out R² of the restarts' mean readout: every restart in ``restarts`` fits its own
-    OLS readout on its own coordinates ``per_restart[r]`` (S, k) and the held-out subject's
-    predictions are averaged. Each restart's readout is unchanged by the invertible map that makes
-    its features arbitrary, so nothing is lost aligning restarts (the consensus is for looking)."""
-    pred = np.mean([loo_predictions(per_restart[r], target) for r in restarts], axis=0)
-    return _r2(pred, target)
+    """Leave-one-out R² of the restarts' mean readout (:func:`restarts_loo_predictions`)."""
+    return _r2(restarts_loo_predictions(per_restart, target, restarts), target)
+
+
+def restarts_predict(per_restart, target, restarts, new_per_restart) -> np.ndarray:
+    """The restarts' mean readout, fitted on all S subjects, applied to new subjects:
+    ``per_restart`` (R, S, k) and ``target`` (S,) fit; ``new_per_restart`` (R, S_new, k)
+    -> predictions (S_new,)."""
+    preds = []
+    for r in restarts:
+        coef = np.linalg.lstsq(np.c_[per_restart[r], np.ones(len(target))], target, rcond=None)[0]
+        preds.append(np.c_[new_per_restart[r], np.ones(len(new_per_restart[r]))] @ coef)
+    return np.mean(preds, axis=0)
 
 
 def ward_clusters(coords: np.ndarray, n_clusters: int = 2) -> np.ndarray:
