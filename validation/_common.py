@@ -102,8 +102,9 @@ def fit(args, data, kernel, subject_ids, device, **config):
 
 
 def config_overrides(pairs: list[str]) -> dict:
-    """``--set`` pairs such as ``["epochs=1500", "lr_end=1e-4"]`` -> typed TrainingConfig fields;
-    an unknown field stops the script with its name."""
+    """``--set`` pairs such as ``["epochs=1500", "lr_end=1e-4", "grad_clip=null"]`` -> typed
+    TrainingConfig fields (``null``: None where the field allows it); an unknown field stops the
+    script with its name."""
     types = {f.name: str(f.type) for f in dataclasses.fields(TrainingConfig)}
     out = {}
     for pair in pairs:
@@ -111,7 +112,10 @@ def config_overrides(pairs: list[str]) -> dict:
         if key not in types:
             raise SystemExit(f"--set {pair}: {key!r} is not a TrainingConfig field")
         kind = types[key]
-        out[key] = (int if "int" in kind else float if "float" in kind else str)(value)
+        if value.lower() in ("null", "none") and "None" in kind:
+            out[key] = None
+        else:
+            out[key] = (int if "int" in kind else float if "float" in kind else str)(value)
     return out
 
 

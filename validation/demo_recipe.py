@@ -31,8 +31,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from dsr.analysis.metrics import state_space_divergence
 from dsr.pipeline import run_cohort, run_demo, run_evaluate, run_extract, run_fit
 from dsr.training.loop import TrainingConfig
+from dsr.training.windows import train_length
 
 ROOT = Path(__file__).resolve().parents[1]
 LAMBDA_TOLERANCE = 0.25
@@ -44,6 +46,8 @@ def parse():
                    help="override fit-section keys (TrainingConfig fields), e.g. epochs=1500")  # fmt: skip
     p.add_argument("--restarts", type=int, default=None, help="default: fit.n_restarts")
     p.add_argument("--name", default="config", help="label of the recipe (folder, section)")
+    p.add_argument("--rho-range", type=float, nargs=2, default=None, metavar=("FIRST", "LAST"),
+                   help="planted ρ of the demo cohort (default: demo.rho_range of config.yaml)")  # fmt: skip
     return p.parse_args()
 
 
@@ -62,7 +66,7 @@ def extracted_cohort(cfg: dict, base: Path) -> tuple[list[str], list[Path], Path
     demo = base / "demo"
     if not (demo / "ground_truth").exists():
         run_demo(demo, subjects, n_volumes=d["n_volumes"], n_regions=d["n_regions"],
-                 tr_s=d["tr_s"], seed=d["seed"])  # fmt: skip
+                 tr_s=d["tr_s"], rho_range=tuple(d["rho_range"]), seed=d["seed"])  # fmt: skip
     atlas = {"atlas": str(demo / "atlas/atlas-demo_dseg.nii.gz"),
              "labels": str(demo / "atlas/atlas-demo_dseg.tsv")}  # fmt: skip
     options = {**atlas, "task": cfg["input"]["task"], "space": cfg["input"]["space"],
@@ -100,12 +104,30 @@ def targets(subjects, eval_dirs, truths, dissimilarity: pd.DataFrame) -> tuple[l
     return rows, n_lambda, n_diag
 
 
+def data_reference(subjects, extract_dirs, test_fraction: float) -> tuple[pd.DataFrame, int]:
+    """The cohort matrix with each subject's *training data* in place of its models: D_stsp of
+    subject t's held-out part against subject s's training part (rows s, columns t), and the
+    number of rows whose own column is smallest — what perfect models could reach at best."""
+    series = [np.load(Path(d) / "timeseries.npy") for d in extract_dirs]
+    n_train = [train_length(len(x), test_fraction) for x in series]
+    matrix = pd.DataFrame(
+        [[state_space_divergence(xt[nt:], xs[:ns, None, :])[0]
+          for xt, nt in zip(series, n_train, strict=True)]
+         for xs, ns in zip(series, n_train, strict=True)],
+        index=subjects, columns=subjects,
+    )  # fmt: skip
+    return matrix, int(sum(matrix.loc[s].idxmin() == s for s in subjects))
+
+
 def main() -> None:
     args = parse()
     C.setup(args)
     timer = C.Timer()
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    base = C.OUT / "demo_recipe"
+    if args.rho_range:
+        cfg["demo"]["rho_range"] = args.rho_range
+    low, high = cfg["demo"]["rho_range"]
+    base = C.OUT / f"demo_recipe_rho{low:g}-{high:g}"  # one cached cohort per planted ρ range
     subjects, extract_dirs, demo = extracted_cohort(cfg, base)
     extra = C.config_overrides(args.set)
     training = training_params(cfg, extra)
@@ -128,6 +150,7 @@ def main() -> None:
     long = pd.read_csv(run / "cohort" / "dissimilarity.tsv", sep="\t")
     dstsp = long.pivot(index="models_of", columns="data_of", values="dstsp").loc[subjects, subjects]
     rows, n_lambda, n_diag = targets(subjects, eval_dirs, truths, dstsp)
+    reference, n_ref = data_reference(subjects, extract_dirs, cfg["evaluate"]["test_fraction"])
     n = len(subjects)
     body = (
         f"Recipe `{args.name}`: the config's fit section with {extra or 'no changes'}; "
@@ -138,7 +161,10 @@ def main() -> None:
              "D_stsp test best", "D_stsp test selected", "floor", "cohort D_stsp row",
              "own data best"], rows)
         + f"\n\nTargets: λ_max (chaotic, ±25 %) for {n_lambda}/{n} subjects (all needed); "
-        f"diagonal-dominant rows {n_diag}/{n} (≥ 3 needed)."
+        f"diagonal-dominant rows {n_diag}/{n} (≥ 3 needed). Reference: the same matrix with each "
+        f"subject's training data in place of its models (the best models could do) has its own "
+        f"data best in {n_ref}/{n} rows: "
+        + " | ".join(" ".join(C.fmt(v, 2) for v in row) for row in reference.to_numpy()) + "."
     )  # fmt: skip
     print(body, flush=True)
     if not args.no_write:

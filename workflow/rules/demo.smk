@@ -19,6 +19,7 @@ if is_demo():
             n_volumes=config["demo"]["n_volumes"],
             n_regions=config["demo"]["n_regions"],
             tr_s=config["demo"]["tr_s"],
+            rho_range=config["demo"]["rho_range"],
             seed=config["demo"]["seed"],
         script:
             "../scripts/demo.py"

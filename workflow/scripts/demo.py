@@ -17,5 +17,6 @@ run_demo(
     n_volumes=p.n_volumes,
     n_regions=p.n_regions,
     tr_s=p.tr_s,
+    rho_range=tuple(p.rho_range),
     seed=p.seed,
 )
