@@ -207,8 +207,8 @@ def _add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
         "--select-fraction",
         type=float,
         default=0.25,
-        help="best fraction of the eligible models by held-out D_stsp that selection keeps "
-        "(at least two; 1: the paper's counts only)",
+        help="fraction f of the eligible models that selection keeps: the best 2f by held-out "
+        "D_stsp, then the better half of those by D_H (at least two; 1: the paper's counts only)",
     )
 
 

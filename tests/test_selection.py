@@ -47,14 +47,29 @@ def test_selection_and_outlier_errors():
     np.testing.assert_array_equal(mask, [False, False, False, False, True, True])
 
 
-def test_keep_fraction_keeps_the_best_quarter_by_dstsp():
+def test_keep_fraction_scales_both_stages():
+    """f = 1/4: the best half by D_stsp, then the better half of those by D_H."""
     table = _synthetic_table(np.random.default_rng(0))
     out = select_models(table, keep_fraction=0.25)
     for _, g in out.groupby("subject"):
         n = int(g["eligible"].sum())  # 28 of 30: restarts 5 (PE_1 > 1) and 6 (diverged) are not
-        assert g["top_dstsp"].sum() == int(np.ceil(0.25 * n)) == 7
+        assert g["top_dstsp"].sum() == int(np.ceil(0.5 * n)) == 14
+        assert g["selected"].sum() == int(np.ceil(0.25 * n)) == 7
         assert set(g.loc[g["selected"], "restart"]) >= {0, 1, 2, 3, 4}
     two = select_models(table[table["restart"].isin([0, 1, 2])], keep_fraction=0.1)
     assert two.groupby("subject")["selected"].sum().tolist() == [2, 2]  # at least two
     with pytest.raises(DsrInputError, match="keep_fraction"):
         select_models(table, keep_fraction=0.0)
+
+
+def test_keep_fraction_prefers_the_broadband_model_among_equal_geometry():
+    """Two models fit the held-out geometry equally well; the D_H stage keeps the one whose power
+    spectrum matches (a quasi-periodic model's peaks give a large D_H)."""
+    rows = [
+        {"subject": "s", "restart": r, "status": "ok", "pe1_train": 0.5,
+         "dstsp_test": d, "dh_test": h}
+        for r, (d, h) in enumerate([(0.10, 0.6), (0.11, 0.2), (0.5, 0.4), (0.6, 0.5)] + [(2.0, 0.1)] * 4)
+    ]  # fmt: skip
+    out = select_models(pd.DataFrame(rows), segment="test", keep_fraction=0.25)
+    assert sorted(out.loc[out["top_dstsp"], "restart"]) == [0, 1, 2, 3]
+    assert sorted(out.loc[out["selected"], "restart"]) == [1, 2]

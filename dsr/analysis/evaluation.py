@@ -171,7 +171,8 @@ def evaluate_ensemble(
     that goes non-finite or leaves the data's range by a wide margin is ``escaped``. Selection
     (:func:`dsr.analysis.selection.select_models`): PE_1 on the training part <= 1, not escaped,
     then ranked by held-out D_stsp and D_H (training scores when there is no test part);
-    ``select_fraction`` keeps only that best fraction by D_stsp (``keep_fraction``).
+    ``select_fraction`` f keeps the best 2f by D_stsp, then the better half of those by D_H
+    (``keep_fraction``).
     """
     check_positive("n_trajectories", n_trajectories, integer=True)
     missing = [s for s in fitted.subject_ids if s not in data]
