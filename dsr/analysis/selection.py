@@ -47,7 +47,7 @@ def select_models(
     D_stsp stage keeps at most ``ceil(2f · n)`` (at least four where four are eligible), the D_H
     stage at most ``ceil(f · n)`` (at least two). With the spec's counts, 10 or fewer restarts are
     all kept. On the demo, 16 restarts with f = 1/4 (best 8 by held-out D_stsp, then best 4 by D_H)
-    met the λ_max target for 16 of 36 subject fits against 11 with the best 4 by D_stsp alone:
+    met the λ_max target for 18 of 40 subject fits against 12 with the best 4 by D_stsp alone:
     D_stsp of 125 held-out volumes does not tell a quasi-periodic model from a chaotic one, its
     power spectrum does (validation/RESULTS.md, "Demo targets")."""
     check_choice("segment", segment, ("train", "test"))
