@@ -161,11 +161,13 @@ def selection_text(table: pd.DataFrame, floor: dict | None) -> str:
     n_pe = int(table["pe_ok"].sum()) if "pe_ok" in table else 0
     n_esc = int(table["escaped"].sum()) if "escaped" in table else 0
     n_sel = int(table["selected"].astype(bool).sum())
+    n_top = int(table["top_dstsp"].astype(bool).sum()) if "top_dstsp" in table else n_sel
     text = (
         f"Selection: of {n} models, {n_pe} trained without divergence and predict one step ahead "
         f"on the training data with PE₁ ≤ 1; {n_esc} escaped (a free run of 10× the series "
-        f"length left the data's range) and are never selected. The rest are ranked by "
-        f"{'held-out' if seg == 'test' else 'training'} D_stsp, then D_H: {n_sel} selected."
+        f"length left the data's range) and are never selected. Of the rest, the {n_top} best by "
+        f"{'held-out' if seg == 'test' else 'training'} D_stsp (state-space geometry), then the "
+        f"{n_sel} best of those by D_H (power spectrum) are selected."
     )
     if seg == "train":
         text += " There is no held-out part (test_fraction 0), so models are scored on the data they were trained on."
