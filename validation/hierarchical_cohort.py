@@ -59,7 +59,7 @@ from dsr.training.loop import TrainingConfig, fit_ensemble, resolve_device
 from dsr.training.windows import train_length
 
 TR = 1.4
-READOUT_DIMS = 3  # consensus axes read out (the leading ones when P > 3): OLS on 10 subjects
+READOUT_DIMS = 3  # consensus axes of the secondary readout and the figure-style coordinates
 RHO = (172.0, 292.0)
 
 
