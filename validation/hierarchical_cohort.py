@@ -59,7 +59,7 @@ from dsr.training.loop import TrainingConfig, fit_ensemble, resolve_device
 from dsr.training.windows import train_length
 
 TR = 1.4
-READOUT_DIMS = 3  # consensus axes of the secondary readout and the figure-style coordinates
+READOUT_DIMS = 3  # consensus axes for clusters, distances and the secondary 3-axis readout
 RHO = (172.0, 292.0)
 
 
