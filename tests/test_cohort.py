@@ -93,6 +93,23 @@ def test_cohort_compares_held_out_parts(tmp_path):
     pd.DataFrame(table).to_csv(ev / "metrics.tsv", sep="\t", index=False)
     (ev / "summary.json").write_text(json.dumps({"sub-01": {"n_train": 75}}))
     np.savez(ev / "trajectories.npz", x_gen=x_gen)
-    data, gen, _ = cohort._cohort_inputs(["sub-01"], [ex], [ev], n_show=2)
+    data, gen, _, train = cohort._cohort_inputs(["sub-01"], [ex], [ev], n_show=2)
     np.testing.assert_allclose(data["sub-01"], x[75:].astype(np.float32))
     np.testing.assert_array_equal(gen["sub-01"], x_gen[:2, 75:])
+    np.testing.assert_allclose(train["sub-01"], x[:75].astype(np.float32))
+
+
+def test_data_reference_puts_each_subjects_own_data_on_the_diagonal():
+    """Training data as the "model" (the reference the models' matrix is read against): subjects
+    whose recordings differ have their own data best in every row; the diagonal is each one's
+    floor, the same number the dissimilarity of one subject gives."""
+    rng = np.random.default_rng(1)
+    shifts = {"a": 0.0, "b": 1.5, "c": 3.0}
+    train = {s: rng.normal(m, 1, size=(300, 6)) for s, m in shifts.items()}
+    test = {s: rng.normal(m, 1, size=(100, 6)) for s, m in shifts.items()}
+    ref = cohort.data_reference(test, train)
+    assert np.isfinite(ref.to_numpy()).all() and cohort.own_best(ref) == 3
+    alone = cohort.dissimilarity({"a": test["a"]}, {"a": train["a"][None]})[0]
+    np.testing.assert_allclose(ref.loc["a", "a"], alone.loc["a", "a"])
+    assert "own data is best in 3 of 3" in cohort.dissimilarity_text(ref, ref)
+    assert "Reference" not in cohort.dissimilarity_text(ref, None)

@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from dsr.analysis.metrics import state_space_divergence
 from dsr.pipeline import run_cohort, run_demo, run_evaluate, run_extract, run_fit
+from dsr.report.cohort import data_reference, own_best
 from dsr.training.loop import TrainingConfig
 from dsr.training.windows import train_length
 
@@ -104,19 +104,17 @@ def targets(subjects, eval_dirs, truths, dissimilarity: pd.DataFrame) -> tuple[l
     return rows, n_lambda, n_diag
 
 
-def data_reference(subjects, extract_dirs, test_fraction: float) -> tuple[pd.DataFrame, int]:
+def cohort_reference(subjects, extract_dirs, test_fraction: float) -> tuple[pd.DataFrame, int]:
     """The cohort matrix with each subject's *training data* in place of its models: D_stsp of
     subject t's held-out part against subject s's training part (rows s, columns t), and the
     number of rows whose own column is smallest — what perfect models could reach at best."""
-    series = [np.load(Path(d) / "timeseries.npy") for d in extract_dirs]
-    n_train = [train_length(len(x), test_fraction) for x in series]
-    matrix = pd.DataFrame(
-        [[state_space_divergence(xt[nt:], xs[:ns, None, :])[0]
-          for xt, nt in zip(series, n_train, strict=True)]
-         for xs, ns in zip(series, n_train, strict=True)],
-        index=subjects, columns=subjects,
-    )  # fmt: skip
-    return matrix, int(sum(matrix.loc[s].idxmin() == s for s in subjects))
+    series = {
+        s: np.load(Path(d) / "timeseries.npy") for s, d in zip(subjects, extract_dirs, strict=True)
+    }
+    n_train = {s: train_length(len(x), test_fraction) for s, x in series.items()}
+    matrix = data_reference({s: x[n_train[s]:] for s, x in series.items()},
+                            {s: x[:n_train[s]] for s, x in series.items()})  # fmt: skip
+    return matrix, own_best(matrix)
 
 
 def main() -> None:
@@ -150,7 +148,7 @@ def main() -> None:
     long = pd.read_csv(run / "cohort" / "dissimilarity.tsv", sep="\t")
     dstsp = long.pivot(index="models_of", columns="data_of", values="dstsp").loc[subjects, subjects]
     rows, n_lambda, n_diag = targets(subjects, eval_dirs, truths, dstsp)
-    reference, n_ref = data_reference(subjects, extract_dirs, cfg["evaluate"]["test_fraction"])
+    reference, n_ref = cohort_reference(subjects, extract_dirs, cfg["evaluate"]["test_fraction"])
     n = len(subjects)
     body = (
         f"Recipe `{args.name}`: the config's fit section with {extra or 'no changes'}; "

@@ -93,6 +93,36 @@ def dissimilarity(
     return frame(ds), frame(dh)
 
 
+def data_reference(
+    held_out: dict[str, np.ndarray], train: dict[str, np.ndarray], gmm_scaling: float = 1.0
+) -> pd.DataFrame:
+    """The cross-subject D_stsp with each subject's *training data* in place of its models' free
+    runs: row i (training part of subject i ``(T_i, N)``), column j (held-out part of subject j).
+    Its diagonal is each subject's floor. Where a row's own column is not its smallest, the
+    subjects' recordings differ less than one subject's two parts do, and no model of that
+    subject can be told apart from the others' by this comparison."""
+    return dissimilarity(held_out, {s: x[None] for s, x in train.items()}, gmm_scaling)[0]
+
+
+def own_best(d: pd.DataFrame) -> int:
+    """Rows of a dissimilarity matrix (rows: models of, columns: data of) whose own column is
+    the smallest."""
+    return int(sum(d.loc[s].idxmin() == s for s in d.index))
+
+
+def dissimilarity_text(dstsp: pd.DataFrame, reference: pd.DataFrame | None) -> str:
+    n = len(dstsp)
+    text = f"Each subject's models fit its own held-out data best in {own_best(dstsp)} of {n} rows."
+    if reference is not None:
+        text += (
+            f" Reference: with each subject's training data in place of its models, own data is "
+            f"best in {own_best(reference)} of {n} rows (column dstsp_data_reference of "
+            "dissimilarity.tsv); a diagonal the data themselves do not show cannot be expected "
+            "of models."
+        )
+    return text
+
+
 def symmetric_distance(d: np.ndarray) -> np.ndarray:
     """``(D + Dᵀ)/2`` off the diagonal, 0 on it, negatives and NaN clipped to 0 / the max."""
     d = np.asarray(d, float)
@@ -162,11 +192,14 @@ def variance_text(test: dict) -> str:
     )
 
 
-def write_tables(out_dir, summary, dstsp, dh, coords, labels) -> None:
-    """Write ``summary.tsv``, ``dissimilarity.tsv`` (long) and ``embedding.tsv`` atomically."""
+def write_tables(out_dir, summary, dstsp, dh, coords, labels, reference=None) -> None:
+    """Write ``summary.tsv``, ``dissimilarity.tsv`` (long; with ``reference`` its column
+    ``dstsp_data_reference``) and ``embedding.tsv`` atomically."""
     out = Path(out_dir)
     write_text(out / "summary.tsv", summary.to_csv(sep="\t", index=False, na_rep="nan"))
     long = dstsp.stack().rename("dstsp").to_frame().join(dh.stack().rename("dh"))
+    if reference is not None:
+        long = long.join(reference.stack().rename("dstsp_data_reference"))
     long.index.names = ["models_of", "data_of"]
     write_text(out / "dissimilarity.tsv", long.reset_index().to_csv(sep="\t", index=False))
     emb = pd.DataFrame(
@@ -179,7 +212,7 @@ def _cohort_inputs(subjects, extract_dirs, eval_dirs, n_show):
     from dsr.io import load_extraction
     from dsr.report.html import shown_models, step_seconds
 
-    data, gen, lam = {}, {}, {}
+    data, gen, lam, train = {}, {}, {}, {}
     for s, ex, ev in zip(subjects, extract_dirs, eval_dirs, strict=True):
         extracted = load_extraction(ex)
         x, meta = extracted.timeseries, extracted.meta
@@ -189,11 +222,11 @@ def _cohort_inputs(subjects, extract_dirs, eval_dirs, n_show):
             "n_train", 0
         )  # compare held-out parts: the models were fitted to the first n_train samples
         x_gen = np.load(Path(ev) / "trajectories.npz")["x_gen"][shown]
-        data[s], gen[s] = x[n_train:], x_gen[:, n_train:]
+        data[s], gen[s], train[s] = x[n_train:], x_gen[:, n_train:], x[:n_train]
         sel = table["selected"].astype(bool)
         pool = sel if sel.sum() >= 2 else table["status"] == "ok"
         lam[s] = table.loc[pool, "lambda_max"].to_numpy() / step_seconds(meta)
-    return data, gen, lam
+    return data, gen, lam, (train if all(len(t) for t in train.values()) else None)
 
 
 def run_cohort(
@@ -221,14 +254,15 @@ def run_cohort(
     from dsr.report import figures as F
     from dsr.report.html import write_cohort_report
 
-    data, gen, lam = _cohort_inputs(subjects, extract_dirs, eval_dirs, n_show)
+    data, gen, lam, train = _cohort_inputs(subjects, extract_dirs, eval_dirs, n_show)
     summary = subject_summary(subjects, eval_dirs, truths)
     test = lambda_variance_test(lam)
     dstsp, dh = dissimilarity(data, gen)
+    reference = data_reference(data, train) if train is not None else None
     coords = classical_mds(dstsp.to_numpy())
     labels, link = cluster(dstsp.to_numpy(), n_clusters)
     out = Path(out_dir)
-    write_tables(out, summary, dstsp, dh, coords, labels)
+    write_tables(out, summary, dstsp, dh, coords, labels, reference)
     write_json(out / "variance_test.json", test)
     truth = None
     if truths:
@@ -261,4 +295,5 @@ def run_cohort(
         emb,
         report_links,
         features=features,
+        dissimilarity_text=dissimilarity_text(dstsp, reference),
     )

@@ -230,7 +230,14 @@ def write_subject_report(
 
 
 def write_cohort_report(
-    html_path, figure_paths: dict, summary, test_text, embedding, links, features=None
+    html_path,
+    figure_paths: dict,
+    summary,
+    test_text,
+    embedding,
+    links,
+    features=None,
+    dissimilarity_text="",
 ):
     """Write the cohort HTML (summary table, variance test, figures, links to subject reports;
     ``features``: the feature-space section of a hierarchical fit, ``dsr.report.features``)."""
@@ -255,6 +262,7 @@ def write_cohort_report(
             subjects=[{"subject": s, "link": link} for s, link in links.items()],
             summary_table=jinja2.utils.markupsafe.Markup(table),
             variance_text=test_text,
+            dissimilarity_text=dissimilarity_text,
             figures={k: encode_png(p) for k, p in figure_paths.items()},
             embedding_table=jinja2.utils.markupsafe.Markup(
                 embedding.to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0)
