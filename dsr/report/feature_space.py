@@ -8,6 +8,10 @@ directions; their principal-component scores, scaled to unit total variance, are
 coordinates of the features (an affine image of them, the same for every invertible ``T``). The
 restarts' coordinates are rotated onto a reference restart (orthogonal Procrustes) and averaged:
 the **consensus**. New subjects fitted by transfer are projected with the same maps.
+
+A linear readout needs no consensus: an OLS readout of a restart's own coordinates is unchanged by
+the map that makes its features arbitrary, so covariates are read out per restart and the
+held-out predictions averaged over restarts (:func:`restarts_loo_r2`, :func:`restarts_predict`).
 """
 
 from __future__ import annotations
