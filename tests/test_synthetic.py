@@ -35,7 +35,7 @@ def test_demo_cohort_layout(demo_cohort):
 def test_one_branch_puts_mirror_cycles_on_one_side():
     """Above ρ ≈ 214 Lorenz-63 settles on one of two mirror-image cycles (x, y -> -x, -y), picked
     by the initial state; ``one_branch`` reflects the orbits that land on the negative one."""
-    from dsr.synthetic.fmriprep_demo import observe_lorenz
+    from dsr.synthetic.lorenz import observe_lorenz
 
     def x_skew(seed, one_branch):
         latent, _ = observe_lorenz(400, 0.025, 250.0, seed, np.ones(1), lambda z: z, one_branch)

@@ -9,8 +9,14 @@ Exports: ``simulate_lorenz``, ``lorenz63``, ``lorenz63_jacobian``, ``lyapunov_ma
 """
 
 from dsr.synthetic.calcium_demo import write_calcium_demo
-from dsr.synthetic.fmriprep_demo import observe_lorenz, write_demo_cohort
-from dsr.synthetic.lorenz import lorenz63, lorenz63_jacobian, lyapunov_max_lorenz, simulate_lorenz
+from dsr.synthetic.fmriprep_demo import write_demo_cohort
+from dsr.synthetic.lorenz import (
+    lorenz63,
+    lorenz63_jacobian,
+    lyapunov_max_lorenz,
+    observe_lorenz,
+    simulate_lorenz,
+)
 
 __all__ = [
     "lorenz63",

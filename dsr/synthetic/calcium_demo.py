@@ -12,7 +12,7 @@ import numpy as np
 
 from dsr.atomic import write_json
 from dsr.signal.kernels import calcium_kernel, causal_convolve
-from dsr.synthetic.fmriprep_demo import observe_lorenz
+from dsr.synthetic.lorenz import observe_lorenz
 
 
 def _suite2p_traces(dff: np.ndarray, n_noncells: int, rng) -> tuple[np.ndarray, np.ndarray]:

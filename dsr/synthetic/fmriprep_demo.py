@@ -18,8 +18,8 @@ import pandas as pd
 from dsr._validation import check_positive
 from dsr.atomic import write_json
 from dsr.errors import DsrInputError
-from dsr.signal.kernels import causal_convolve, spm_hrf
-from dsr.synthetic.lorenz import BETA, SIGMA, lyapunov_max_lorenz, simulate_lorenz
+from dsr.signal.kernels import spm_hrf
+from dsr.synthetic.lorenz import BETA, SIGMA, lyapunov_max_lorenz, observe_lorenz
 
 SPACE = "MNI152NLin2009cAsym"
 MOTION = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
@@ -127,23 +127,6 @@ def _anatomy(labels: np.ndarray, rng) -> _Anatomy:
     gradients = 0.5 + np.concatenate([coords, coords[:, ::-1]], axis=1)  # (V, 6) motion loadings
     base = 800 + 400 * rng.random(brain.sum())
     return _Anatomy(affine, labels, names, brain, coords, gradients, base)
-
-
-def observe_lorenz(n: int, dt: float, rho: float, seed: int, kernel, readout, one_branch=False):
-    """Lorenz-63 seen through a causal kernel, both writers' ground truth.
-
-    Simulates ``n + len(kernel) - 1`` samples (time step ``dt`` in Lorenz time units, standardised)
-    so that the convolution is warmed up, and returns the last n: the latent (n, 3) and
-    ``causal_convolve(readout(latent), kernel)`` (n, K), where ``readout`` maps (T, 3) to (T, K).
-    ``one_branch``: reflect the orbit (x, y -> -x, -y, a symmetry of Lorenz-63) where x is
-    negatively skewed, so that every periodic ρ gives the same one of its two mirror-image cycles
-    (which one a simulation lands on depends on its initial state).
-    """
-    warm = len(kernel) - 1
-    latent = simulate_lorenz(n + warm, dt, rho, seed=seed)
-    if one_branch and np.mean(latent[:, 0] ** 3) < 0:
-        latent[:, :2] *= -1
-    return latent[warm:], causal_convolve(readout(latent), kernel)[warm:]
 
 
 def _subject_signals(rho, mixing, cfg: _Settings, seed):
@@ -275,7 +258,7 @@ def write_demo_cohort(
     slow scanner drift in the cosine band (``drift_strength``). The confounds TSV holds those motion
     traces and the cosine regressors, so the default confound strategy removes both.
     ``one_branch``: put every subject on the same branch of the Lorenz symmetry (see
-    :func:`observe_lorenz`), so that ρ is the only planted difference even where the orbits are
+    :func:`dsr.synthetic.lorenz.observe_lorenz`), so that ρ is the only planted difference even where the orbits are
     mirror-image cycles (ρ above ~214).
     """
     check_positive("n_subjects", n_subjects, integer=True)
