@@ -135,6 +135,36 @@ def evaluate(fitted, data, sids, a):
     return ev.table
 
 
+def training_configs(a) -> tuple[TrainingConfig, HierarchicalConfig]:
+    """Both arms' training settings and the hierarchical model's settings."""
+    cfg = TrainingConfig(
+        epochs=a.epochs,
+        batches_per_epoch=a.batches,
+        seq_len=100,
+        lr_start=a.lr_start,
+        lr_end=a.lr_end,
+        grad_clip=10.0,
+        checkpoint_every=0,
+    )
+    return cfg, HierarchicalConfig(n_features=a.features, subject_lr_factor=a.subject_lr_factor)
+
+
+def transfer_holdout(a, hfit, x, config, hcfg, seed, device):
+    """The held-out subject's series ``x`` (T, N) fitted to the trained cohort model ``hfit`` by
+    features and decoder only (``config``); the fit and its materialised parameters (R, 1, K)."""
+    tfit = transfer_subjects(
+        hfit,
+        [x],
+        spm_hrf(TR),
+        config=config,
+        hierarchical=hcfg,
+        seed=seed + 7,
+        device=device,
+        subject_ids=[f"sub-{a.holdout + 1:02d}"],
+    )
+    return tfit, per_restart(parameter_matrix(tfit.ensemble.model), a.restarts)
+
+
 def spectral_centroid(x, n_train: int) -> float:
     """Power-weighted mean frequency (Hz) of the training part of a (T, N) series, regions
     averaged: the data's own most direct summary of the Lorenz orbit's speed, which ρ sets."""
@@ -216,16 +246,7 @@ def run(a, seed, device, timer) -> dict:
         f"[{timer():.0f}s] cohort: rho {rho.round(0)}, periodic {periodic.astype(int)}", flush=True
     )
     kernel = spm_hrf(TR)
-    cfg = TrainingConfig(
-        epochs=a.epochs,
-        batches_per_epoch=a.batches,
-        seq_len=100,
-        lr_start=a.lr_start,
-        lr_end=a.lr_end,
-        grad_clip=10.0,
-        checkpoint_every=0,
-    )
-    hcfg = HierarchicalConfig(n_features=a.features, subject_lr_factor=a.subject_lr_factor)
+    cfg, hcfg = training_configs(a)
     common = dict(subject_ids=sids, n_restarts=a.restarts, config=cfg, seed=seed, device=device)
     hfit = fit_hierarchical(xs, kernel, hierarchical=hcfg, **common)
     print(f"[{timer():.0f}s] hierarchical fit {hfit.ensemble.wall_time_s:.0f}s", flush=True)
@@ -282,17 +303,15 @@ def run(a, seed, device, timer) -> dict:
     )
 
     # transfer of the held-out subject: features and decoder only, same steps
-    tfit = transfer_subjects(
+    tfit, new_params = transfer_holdout(
+        a,
         hfit,
-        [data[a.holdout]],
-        kernel,
-        config=dataclasses.replace(cfg, lr_start=a.transfer_lr),
-        hierarchical=hcfg,
-        seed=seed + 7,
-        device=device,
-        subject_ids=[f"sub-{a.holdout + 1:02d}"],
+        data[a.holdout],
+        dataclasses.replace(cfg, lr_start=a.transfer_lr),
+        hcfg,
+        seed,
+        device,
     )
-    new_params = per_restart(parameter_matrix(tfit.ensemble.model), a.restarts)
     new = space.transform(new_params)[0]
     new_all = space_all.transform_per_restart(new_params)
     t_tab = evaluate(tfit.ensemble, [data[a.holdout]], tfit.ensemble.subject_ids, a)

@@ -27,8 +27,7 @@ from dsr.report.feature_space import (
     select_restarts,
 )
 from dsr.signal.kernels import spm_hrf
-from dsr.training.hierarchical import HierarchicalConfig, fit_hierarchical, transfer_subjects
-from dsr.training.loop import TrainingConfig
+from dsr.training.hierarchical import fit_hierarchical
 
 SETTINGS = {  # transfer epochs (x the cohort's batches per epoch) and initial learning rate
     "as hierarchical_cohort.py (400 epochs, 1e-3)": (1.0, 1e-3),
@@ -48,11 +47,7 @@ def main() -> None:
         rho = np.array([t["rho"] for t in truth])
         train = [i for i in range(a.subjects) if i != a.holdout]
         sids = [f"sub-{i + 1:02d}" for i in train]
-        cfg = TrainingConfig(
-            epochs=a.epochs, batches_per_epoch=a.batches, seq_len=100, lr_start=a.lr_start,
-            lr_end=a.lr_end, grad_clip=10.0, checkpoint_every=0,
-        )  # fmt: skip
-        hcfg = HierarchicalConfig(n_features=a.features, subject_lr_factor=a.subject_lr_factor)
+        cfg, hcfg = H.training_configs(a)
         hfit = fit_hierarchical(
             [data[i] for i in train], kernel, hierarchical=hcfg, subject_ids=sids,
             n_restarts=a.restarts, config=cfg, seed=seed, device="cpu",
@@ -66,13 +61,8 @@ def main() -> None:
         print(f"[{timer():.0f}s] seed {seed}: cohort fitted", flush=True)
         for name, (factor, lr) in SETTINGS.items():
             tcfg = dataclasses.replace(cfg, lr_start=lr, epochs=int(round(a.epochs * factor)))
-            tfit = transfer_subjects(
-                hfit, [data[a.holdout]], kernel, config=tcfg, hierarchical=hcfg, seed=seed + 7,
-                device="cpu", subject_ids=[f"sub-{a.holdout + 1:02d}"],
-            )  # fmt: skip
-            new = space.transform_per_restart(
-                per_restart(parameter_matrix(tfit.ensemble.model), a.restarts)
-            )
+            _, new_params = H.transfer_holdout(a, hfit, data[a.holdout], tcfg, hcfg, seed, "cpu")
+            new = space.transform_per_restart(new_params)
             rho_hat = float(restarts_predict(space.per_restart, rho_tr, restarts, new)[0])
             err = abs(rho_hat - rho[a.holdout])
             rows.append([str(seed), name, f"{rho_hat:.0f} (true {rho[a.holdout]:.0f})",
