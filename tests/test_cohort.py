@@ -93,7 +93,9 @@ def test_cohort_compares_held_out_parts(tmp_path):
     pd.DataFrame(table).to_csv(ev / "metrics.tsv", sep="\t", index=False)
     (ev / "summary.json").write_text(json.dumps({"sub-01": {"n_train": 75}}))
     np.savez(ev / "trajectories.npz", x_gen=x_gen)
-    data, gen, _, train = cohort._cohort_inputs(["sub-01"], [ex], [ev], n_show=2)
+    data, gen, _, train = cohort._cohort_inputs(
+        ["sub-01"], [ex], [ev], cohort.read_summaries(["sub-01"], [ev]), n_show=2
+    )
     np.testing.assert_allclose(data["sub-01"], x[75:].astype(np.float32))
     np.testing.assert_array_equal(gen["sub-01"], x_gen[:2, 75:])
     np.testing.assert_allclose(train["sub-01"], x[:75].astype(np.float32))

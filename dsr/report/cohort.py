@@ -156,13 +156,20 @@ def cluster(d: np.ndarray, n_clusters: int = 2) -> tuple[np.ndarray, np.ndarray]
     return fcluster(z, t=min(n_clusters, len(s)), criterion="maxclust"), z
 
 
-def subject_summary(subjects, eval_dirs, truths=None) -> pd.DataFrame:
-    """One row per subject from ``summary.json``: counts, medians of the selected models' scores
-    (train and held-out), the data's own floor, λ_max per second (mean, SD) and, for the demo,
-    the true λ_max."""
+def read_summaries(subjects, eval_dirs) -> dict[str, dict]:
+    """Each subject's entry of its evaluation's ``summary.json``."""
+    return {
+        s: json.loads((Path(ev) / "summary.json").read_text(encoding="utf-8"))[s]
+        for s, ev in zip(subjects, eval_dirs, strict=True)
+    }
+
+
+def subject_summary(summaries: dict[str, dict], truths=None) -> pd.DataFrame:
+    """One row per subject of ``summaries`` (:func:`read_summaries`): counts, medians of the
+    selected models' scores (train and held-out), the data's own floor, λ_max per second (mean,
+    SD) and, for the demo, the true λ_max."""
     rows = []
-    for k, (s, ev) in enumerate(zip(subjects, eval_dirs, strict=True)):
-        summ = json.loads((Path(ev) / "summary.json").read_text(encoding="utf-8"))[s]
+    for k, (s, summ) in enumerate(summaries.items()):
         sel = summ["selected"] if summ["n_selected"] else summ["all"]
         row = {key: summ.get(key) for key in ("n_models", "n_ok", "n_escaped", "n_selected")}
         row["selected_on"] = summ.get("selected_on", "train")
@@ -192,7 +199,7 @@ def variance_text(test: dict) -> str:
     )
 
 
-def write_tables(out_dir, summary, dstsp, dh, coords, labels, reference=None) -> None:
+def write_tables(out_dir, summary, dstsp, dh, embedding, reference=None) -> None:
     """Write ``summary.tsv``, ``dissimilarity.tsv`` (long; with ``reference`` its column
     ``dstsp_data_reference``) and ``embedding.tsv`` atomically."""
     out = Path(out_dir)
@@ -202,13 +209,10 @@ def write_tables(out_dir, summary, dstsp, dh, coords, labels, reference=None) ->
         long = long.join(reference.stack().rename("dstsp_data_reference"))
     long.index.names = ["models_of", "data_of"]
     write_text(out / "dissimilarity.tsv", long.reset_index().to_csv(sep="\t", index=False))
-    emb = pd.DataFrame(
-        {"subject": dstsp.index, "mds1": coords[:, 0], "mds2": coords[:, 1], "cluster": labels}
-    )
-    write_text(out / "embedding.tsv", emb.to_csv(sep="\t", index=False))
+    write_text(out / "embedding.tsv", embedding.to_csv(sep="\t", index=False))
 
 
-def _cohort_inputs(subjects, extract_dirs, eval_dirs, n_show):
+def _cohort_inputs(subjects, extract_dirs, eval_dirs, summaries, n_show):
     from dsr.io import load_extraction
     from dsr.report.html import shown_models, step_seconds
 
@@ -218,9 +222,8 @@ def _cohort_inputs(subjects, extract_dirs, eval_dirs, n_show):
         x, meta = extracted.timeseries, extracted.meta
         table = pd.read_csv(Path(ev) / "metrics.tsv", sep="\t")
         shown, _ = shown_models(table, n_show)
-        n_train = json.loads((Path(ev) / "summary.json").read_text(encoding="utf-8"))[s].get(
-            "n_train", 0
-        )  # compare held-out parts: the models were fitted to the first n_train samples
+        # compare held-out parts: the models were fitted to the first n_train samples
+        n_train = summaries[s].get("n_train", 0)
         x_gen = np.load(Path(ev) / "trajectories.npz")["x_gen"][shown]
         data[s], gen[s], train[s] = x[n_train:], x_gen[:, n_train:], x[:n_train]
         sel = table["selected"].astype(bool)
@@ -254,15 +257,19 @@ def run_cohort(
     from dsr.report import figures as F
     from dsr.report.html import write_cohort_report
 
-    data, gen, lam, train = _cohort_inputs(subjects, extract_dirs, eval_dirs, n_show)
-    summary = subject_summary(subjects, eval_dirs, truths)
+    summaries = read_summaries(subjects, eval_dirs)
+    data, gen, lam, train = _cohort_inputs(subjects, extract_dirs, eval_dirs, summaries, n_show)
+    summary = subject_summary(summaries, truths)
     test = lambda_variance_test(lam)
     dstsp, dh = dissimilarity(data, gen)
     reference = data_reference(data, train) if train is not None else None
     coords = classical_mds(dstsp.to_numpy())
     labels, link = cluster(dstsp.to_numpy(), n_clusters)
+    emb = pd.DataFrame(
+        {"subject": subjects, "mds1": coords[:, 0], "mds2": coords[:, 1], "cluster": labels}
+    )
     out = Path(out_dir)
-    write_tables(out, summary, dstsp, dh, coords, labels, reference)
+    write_tables(out, summary, dstsp, dh, emb, reference)
     write_json(out / "variance_test.json", test)
     truth = None
     if truths:
@@ -270,9 +277,6 @@ def run_cohort(
     F.save_figure(F.plot_lambda_by_subject(lam, truth), figure_paths["lambda"])
     F.save_figure(F.plot_dissimilarity(dstsp, dh), figure_paths["dissimilarity"])
     F.save_figure(F.plot_embedding(coords, subjects, labels, link), figure_paths["embedding"])
-    emb = pd.DataFrame(
-        {"subject": subjects, "mds1": coords[:, 0], "mds2": coords[:, 1], "cluster": labels}
-    )
     features = None
     if hierarchical_fit is not None:
         from dsr.report.features import run_feature_space
