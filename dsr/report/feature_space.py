@@ -102,11 +102,17 @@ class FeatureSpace:
         return self.transform_per_restart(params)[self.restarts].mean(0)
 
 
+def _design(features: np.ndarray) -> np.ndarray:
+    """OLS design matrix ``(n, k + 1)``: the features and an intercept column."""
+    features = np.asarray(features, float)
+    return np.c_[features, np.ones(len(features))]
+
+
 def loo_predictions(features: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Leave-one-out predictions ``ŷ_(−i)`` of an ordinary least-squares readout
     ``target ~ features`` (with intercept), shape of ``target``; NaN for rows with a non-finite
     value, and everywhere when fewer than ``n_features + 3`` rows are finite."""
-    x = np.c_[np.asarray(features, float), np.ones(len(target))]
+    x = _design(features)
     y = np.asarray(target, float)
     ok = np.flatnonzero(np.isfinite(x).all(1) & np.isfinite(y))
     pred = np.full(len(y), np.nan)
@@ -153,8 +159,8 @@ def restarts_predict(per_restart, target, restarts, new_per_restart) -> np.ndarr
     -> predictions (S_new,)."""
     preds = []
     for r in restarts:
-        coef = np.linalg.lstsq(np.c_[per_restart[r], np.ones(len(target))], target, rcond=None)[0]
-        preds.append(np.c_[new_per_restart[r], np.ones(len(new_per_restart[r]))] @ coef)
+        coef = np.linalg.lstsq(_design(per_restart[r]), target, rcond=None)[0]
+        preds.append(_design(new_per_restart[r]) @ coef)
     return np.mean(preds, axis=0)
 
 
