@@ -48,6 +48,8 @@ def parse():
     p.add_argument("--name", default="config", help="label of the recipe (folder, section)")
     p.add_argument("--rho-range", type=float, nargs=2, default=None, metavar=("FIRST", "LAST"),
                    help="planted ρ of the demo cohort (default: demo.rho_range of config.yaml)")  # fmt: skip
+    p.add_argument("--volumes", type=int, default=None,
+                   help="volumes per subject (default: demo.n_volumes of config.yaml)")  # fmt: skip
     return p.parse_args()
 
 
@@ -125,7 +127,10 @@ def main() -> None:
     if args.rho_range:
         cfg["demo"]["rho_range"] = args.rho_range
     low, high = cfg["demo"]["rho_range"]
-    base = C.OUT / f"demo_recipe_rho{low:g}-{high:g}"  # one cached cohort per planted ρ range
+    suffix = ""  # one cached cohort per planted cohort; other lengths are named
+    if args.volumes and args.volumes != cfg["demo"]["n_volumes"]:
+        cfg["demo"]["n_volumes"], suffix = args.volumes, f"-T{args.volumes}"
+    base = C.OUT / f"demo_recipe_rho{low:g}-{high:g}{suffix.replace('-', '_')}"
     subjects, extract_dirs, demo = extracted_cohort(cfg, base)
     extra = C.config_overrides(args.set)
     training = training_params(cfg, extra)
@@ -171,7 +176,8 @@ def main() -> None:
             **extra,
             "restarts": args.restarts or cfg["fit"]["n_restarts"],
         }
-        C.write_section(f"demo-{args.name}", f"Demo targets: recipe {args.name}", body, "cpu",
+        name = args.name + suffix
+        C.write_section(f"demo-{name}", f"Demo targets: recipe {name}", body, "cpu",
                         settings, timer())  # fmt: skip
 
 

@@ -43,6 +43,7 @@ from dsr.report.cohort import classical_mds, cluster, dissimilarity
 from dsr.report.feature_space import (
     FeatureSpace,
     cluster_agreement,
+    loo_predictions,
     loo_r2,
     parameter_matrix,
     per_restart,
@@ -63,7 +64,7 @@ READOUT_DIMS = 3  # consensus axes for clusters, distances and the secondary 3-a
 RHO = (172.0, 292.0)
 
 
-def parse():
+def parse(argv=None):
     p = C.base_parser(__doc__)
     p.add_argument("--subjects", type=int, default=21, help="planted subjects incl. the held-out")
     p.add_argument("--holdout", type=int, default=10, help="index of the transfer subject")
@@ -92,7 +93,7 @@ def parse():
         help="initial learning rate of the transfer fit (features and decoder of a new subject)",
     )
     return C.fill_scaled(
-        p.parse_args(), dict(restarts=(20, 8), epochs=(1000, 400), batches=(50, 10))
+        p.parse_args(argv), dict(restarts=(20, 8), epochs=(1000, 400), batches=(50, 10))
     )
 
 
@@ -171,6 +172,17 @@ def spectral_centroid(x, n_train: int) -> float:
     freq, power = welch(x[:n_train], fs=1 / TR, nperseg=min(128, n_train), axis=0)
     power = power.mean(1)
     return float((freq * power).sum() / power.sum())
+
+
+def centroid_transfer(data, rho, train, holdout, n_train) -> tuple[float, np.ndarray]:
+    """The transfer's reference without a model: ρ of the held-out subject predicted from its
+    data's spectral centroid by an OLS readout fitted on the cohort, and that readout's
+    leave-one-out errors over the cohort. Where the held-out subject's own data look like
+    another ρ, no model of them can land it next to its planted neighbours."""
+    c = np.array([spectral_centroid(x, n_train) for x in data])
+    coef = np.linalg.lstsq(np.c_[c[train], np.ones(len(train))], rho[train], rcond=None)[0]
+    loo = np.abs(rho[train] - loo_predictions(c[train, None], rho[train]))
+    return float(coef[0] * c[holdout] + coef[1]), loo
 
 
 def subject_scores(table, sids):
@@ -323,6 +335,7 @@ def run(a, seed, device, timer) -> dict:
         c_new=new,
         t_score=subject_scores(t_tab, tfit.ensemble.subject_ids)[tfit.ensemble.subject_ids[0]],
         t_time=tfit.ensemble.wall_time_s,
+        rho_centroid=centroid_transfer(data, rho, train, a.holdout, n_train)[0],
     )
     print(f"[{timer():.0f}s] transfer done", flush=True)
     np.savez(  # for re-analysis without refitting (--no-write: a scratch file)
@@ -388,6 +401,7 @@ def _key_numbers(a, res) -> dict:
         "matched": set(np.argsort(dist)[:2]) == set(planted),
         "rho_hat": res["rho_hat"],
         "t_err": abs(res["rho_hat"] - res["rho_new"]),
+        "c_err": abs(res["rho_centroid"] - res["rho_new"]),
         "loo_err": np.abs(
             rho_tr - restarts_loo_predictions(res["space_all"].per_restart, rho_tr, res["restarts"])
         ),
@@ -405,12 +419,14 @@ def _summary(a, runs) -> str:
          f"{100 * k['agree_h']:.0f} %", f"{100 * k['agree_i']:.0f} %",
          f"{k['rho_hat']:.0f} (true {r['rho_new']:.0f})",
          f"{k['t_err']:.0f} (median {np.median(k['loo_err']):.0f}, max {k['loo_err'].max():.0f})",
+         f"{r['rho_centroid']:.0f} ({k['c_err']:.0f})",
          "yes" if k["matched"] else "no"]
         for r, k in zip(runs, keys, strict=True)
     ]  # fmt: skip
     table = C.markdown_table(
         ["seed", "LOO R² ρ hier. restarts' mean readout", f"LOO R² ρ hier. consensus {a.features} axes (1, 3)", "LOO R² ρ indep. 1 axis (3)", "LOO R² ρ data centroid", "D_stsp hier.", "D_stsp indep.",
          "2-cluster hier.", "2-cluster indep.", "transfer: ρ̂", "transfer |ρ̂ − ρ| (cohort LOO errors)",
+         "data reference: held-out ρ̂ from its spectral centroid (error)",
          "transfer: planted neighbours nearest"],
         rows,
     )  # fmt: skip
