@@ -11,11 +11,19 @@ selected models' median λ_max per second is positive and within ±25 % of the p
   the best half by held-out D_stsp and then the better half of those by held-out D_H.
 
     python validation/demo_selection.py
+
+``--pool DIR ...`` (results folders of several fits of the same demo cohort, e.g. workflow runs'
+``results/``) pools each subject's restarts over the fits and estimates by resampling how often
+*every* subject meets the λ target when a user trains n restarts per subject and the workflow
+selects with ``select_fraction`` f: the chance per subject and for all of them.
+
+    python validation/demo_selection.py --pool /tmp/run1/results /tmp/run2/results
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import _common as C
 import numpy as np
@@ -40,8 +48,54 @@ def two_stage(table: pd.DataFrame) -> pd.Series:
 RULES = {"D_stsp": quarter_by_dstsp, "D_stsp, then D_H": two_stage}
 
 
+def pooled(folders: list[str]) -> dict[str, pd.DataFrame]:
+    """Per subject, the ok restarts of every fit in ``folders`` with ``ratio`` = λ_max / planted."""
+    pool: dict[str, list] = {}
+    for folder in map(Path, folders):
+        truths = next(p for p in (folder / "demo", folder.parent / "demo") if p.exists())
+        for ev in sorted(folder.glob("sub-*/evaluate/metrics.tsv")):
+            s = ev.parents[1].name
+            table = pd.read_csv(ev, sep="\t")
+            truth = json.loads((truths / "ground_truth" / f"{s}.json").read_text())
+            table = table[table["status"] == "ok"].drop(
+                columns=["pe_ok", "eligible", "top_dstsp", "selected", "selected_on"]
+            )
+            table["ratio"] = table["lambda_max_per_s"] / truth["lambda_max_per_second"]
+            pool.setdefault(s, []).append(table)
+    return {s: pd.concat(t, ignore_index=True) for s, t in sorted(pool.items())}
+
+
+def resample(pool: dict[str, pd.DataFrame], draws: int = 400, seed: int = 0) -> list[list[str]]:
+    """Chance that the selected models' median λ_max is within ±25 %, per subject and for all."""
+    rng, rows = np.random.default_rng(seed), []
+    for n, keep in [(16, 0.25), (16, 0.125), (32, 0.125), (48, 1 / 12)]:
+        chance = []
+        for table in pool.values():
+            hits = 0
+            for _ in range(draws):
+                sub = table.iloc[rng.choice(len(table), n, replace=False)].reset_index(drop=True)
+                sub["model"] = np.arange(n)
+                sel = select_models(sub, segment="test", keep_fraction=keep)["selected"]
+                ratio = np.median(sub.loc[sel.to_numpy(), "ratio"])
+                hits += 0 < ratio and abs(ratio - 1) <= TOLERANCE
+            chance.append(hits / draws)
+        rows.append([str(n), f"{keep:.3g} ({max(2, round(keep * n))} kept)",
+                     " ".join(f"{c:.2f}" for c in chance), f"{np.prod(chance):.2f}"])  # fmt: skip
+    return rows
+
+
 def main() -> None:
-    C.base_parser(__doc__).parse_args()
+    p = C.base_parser(__doc__)
+    p.add_argument("--pool", nargs="+", default=None, metavar="DIR",
+                   help="results folders of fits of one demo cohort: resample their restarts")  # fmt: skip
+    args = p.parse_args()
+    if args.pool:
+        pool = pooled(args.pool)
+        print(f"{', '.join(f'{s}: {len(t)}' for s, t in pool.items())} restarts pooled")
+        print(C.markdown_table(
+            ["restarts per subject", "select_fraction", f"chance per subject ({', '.join(pool)})",
+             "chance for all subjects"], resample(pool)))  # fmt: skip
+        return
     rows, totals = [], dict.fromkeys(RULES, 0)
     for run in sorted(C.OUT.glob("demo_recipe*/*/sub-01/evaluate/metrics.tsv")):
         run = run.parents[2]
