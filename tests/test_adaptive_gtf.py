@@ -35,6 +35,16 @@ def test_alpha_star_is_one_minus_inverse_spectral_norm():
     torch.testing.assert_close(decayed, expected)
 
 
+def test_a_diverging_model_gets_full_forcing_and_spares_the_others():
+    """One model with a non-finite weight (diverging inside an epoch) must not stop the SVD of
+    the whole ensemble: it gets alpha* = 1, the others their closed-form alpha*."""
+    model, dec, window = _linear_models([[2.0, 0.5], [0.5, 0.9], [-4.0, 1.0]])
+    with torch.no_grad():
+        model.A[1, 0] = float("nan")
+    raised = adaptive_alpha(model, dec, window, torch.zeros(3, dtype=torch.float64))
+    torch.testing.assert_close(raised, torch.tensor([0.5, 1.0, 0.75], dtype=torch.float64))
+
+
 def test_adaptive_fit_runs_and_differs_from_fixed():
     kernel = spm_hrf(1.2)
     x = simulate_convolved(simulate_latent(limit_cycle_plrnn(), 400), kernel, noise_sd=0.05)

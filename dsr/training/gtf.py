@@ -91,17 +91,22 @@ def adaptive_alpha(model, decoder, window, alpha: torch.Tensor) -> torch.Tensor:
     the Jacobian's spectral norm ``‖J(d_t)‖₂`` of sequence b, ``𝒩`` its maximum over sequences and
     ``α* = max(0, 1 − 1/𝒩)``: the least forcing that keeps the forced map contracting. A larger
     ``α*`` replaces ``alpha`` at once; a smaller one is approached as
-    ``γ α + (1 − γ) α*`` (γ = ``AGTF_GAMMA``).
+    ``γ α + (1 − γ) α*`` (γ = ``AGTF_GAMMA``). A model whose Jacobian is not finite (it is
+    diverging; the epoch's end flags and restores it) gets ``α* = 1`` instead of stopping the
+    ensemble.
     """
     _, x_deconv, _, r_deconv = window
     d = decoder.forcing(x_deconv, r_deconv)  # (T, E, B, D)
     n_time, n_models, batch = d.shape[:3]
     z = decoder.state_from_forcing(d.permute(1, 0, 2, 3).reshape(n_models, n_time * batch, -1))
     finite = torch.isfinite(z).all(-1)
-    norms = torch.linalg.matrix_norm(model.jacobian(torch.nan_to_num(z)), ord=2)
+    jac = model.jacobian(torch.nan_to_num(z))
+    broken = ~torch.isfinite(jac).all((-2, -1))  # a model diverging inside the epoch (E, T·B)
+    norms = torch.linalg.matrix_norm(jac.masked_fill(broken[..., None, None], 0.0), ord=2)
     log_norm = torch.where(finite, norms.clamp_min(1e-30).log(), 0.0).view(n_models, n_time, batch)
     count = finite.view(n_models, n_time, batch).sum(1).clamp_min(1)
     growth = (log_norm.sum(1) / count).amax(1).exp()  # 𝒩 (E,)
+    growth = growth.masked_fill(broken.any(1), torch.inf)  # full forcing until it is flagged
     target = (1 - 1 / growth).clamp(min=0.0).to(alpha.dtype)
     return torch.where(target > alpha, target, AGTF_GAMMA * alpha + (1 - AGTF_GAMMA) * target)
 
