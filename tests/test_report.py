@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from dsr import pipeline
 from dsr.report import SUBJECT_FIGURES, encode_png, write_subject_report
 from dsr.report import figures as F
-from dsr.report.html import shown_models, step_seconds
+from dsr.report.html import lambda_text, shown_models, step_seconds
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +93,21 @@ def test_shown_models_best_dstsp_first():
     assert shown_models(table, 5) == ([2, 0], True)
     table["selected"] = [True, False, False]
     assert shown_models(table, 1) == ([0], True)
+
+
+def test_lambda_text_reports_median_range_and_agreement():
+    """Per-step exponents / TR 2 s: median and range per second, chaotic count, and agreement
+    only when every selected model lies within ±25 % of the median."""
+    table = pd.DataFrame(
+        {"selected": [True, True, True, False], "lambda_max": [0.10, 0.12, 0.11, -5.0]}
+    )
+    text = lambda_text(table, 2.0)
+    assert "3 selected models: median 0.0550 1/s (range 0.0500 to 0.0600; 3 chaotic)" in text
+    assert "agree within ±25%" in text and "not agree" not in text
+    table.loc[2, "lambda_max"] = 0.30  # median 0.12: 0.30 is 2.5x it
+    assert "do not agree within ±25%" in lambda_text(table, 2.0)
+    table["selected"] = False
+    assert lambda_text(table, 2.0) == "No selected model has a finite λ_max."
 
 
 @pytest.mark.parametrize(("meta", "dt"), [({"tr_s": 2.0}, 2.0), ({"fs_hz": 4.0}, 0.25), ({}, 1.0)])

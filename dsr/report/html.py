@@ -180,6 +180,32 @@ def selection_text(table: pd.DataFrame, floor: dict | None) -> str:
     return text
 
 
+LAMBDA_AGREEMENT = 0.25  # selected models whose λ_max all lie within ±25 % of their median agree
+
+
+def lambda_text(table: pd.DataFrame, dt: float) -> str:
+    """The selected models' λ_max per second: median, range, how many are chaotic, and whether
+    they agree (every one within ±``LAMBDA_AGREEMENT`` of the median); without a selected model,
+    say so."""
+    sel = table["selected"].astype(bool)
+    lam = (table.loc[sel, "lambda_max"] / dt).dropna().to_numpy()
+    if not len(lam):
+        return "No selected model has a finite λ_max."
+    med = float(np.median(lam))
+    text = (
+        f"λ_max of the {len(lam)} selected models: median {med:.4f} 1/s (range {lam.min():.4f} "
+        f"to {lam.max():.4f}; {int((lam > 0).sum())} chaotic)."
+    )
+    if med > 0 and np.all(np.abs(lam / med - 1) <= LAMBDA_AGREEMENT):
+        return text + f" They agree within ±{LAMBDA_AGREEMENT:.0%}."
+    return text + (
+        f" They do not agree within ±{LAMBDA_AGREEMENT:.0%}: models that fit the data about "
+        "equally well can differ in λ_max when the recording is short or noisy, so read the "
+        "median as an estimate with this range, not as the subject's exponent (docs/method.md, "
+        '"Reading the numbers").'
+    )
+
+
 def _cycles_table(cycles: list[dict]) -> str:
     if not cycles:
         return "<p>No fixed points or cycles found.</p>"
@@ -199,9 +225,7 @@ def write_subject_report(
     for name, fig in subject_figures(res, shown, truth).items():
         F.save_figure(fig, figure_paths[name])
     dt = step_seconds(res["meta"])
-    sel = res["table"]["selected"].astype(bool)
     summary = _read_json(Path(eval_dir) / "summary.json").get(subject, {})
-    lam_sel = np.nanmedian(res["table"].loc[sel, "lambda_max"] / dt) if sel.any() else np.nan
     html = render(
         "subject.html",
         title=f"dsr report: {subject}",
@@ -218,7 +242,7 @@ def write_subject_report(
         table=jinja2.utils.markupsafe.Markup(_metric_table(res["table"], dt)),
         selection=selection_text(res["table"], summary.get("data_floor")),
         truth=truth,
-        lambda_selected="n/a" if np.isnan(lam_sel) else f"{lam_sel:.4f}",
+        lambda_text=lambda_text(res["table"], dt),
         n_cycles=len(res["cycles"]),
         n_stable=sum(c["stable"] for c in res["cycles"]),
         max_order=res["max_order"],
