@@ -221,9 +221,10 @@ def iqr_keep(v) -> np.ndarray:
 
 
 def mannwhitney(a, b) -> tuple[float, float]:
-    """Two-sided Mann–Whitney U on the finite values; (U, p), NaN when a side is empty."""
+    """Two-sided Mann–Whitney U on the values that are not NaN (+inf, e.g. an escaped model's
+    score, ranks worst); (U, p), NaN when a side is empty."""
     a, b = np.asarray(a, float), np.asarray(b, float)
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
     if len(a) == 0 or len(b) == 0:
         return float("nan"), float("nan")
     r = stats.mannwhitneyu(a, b, alternative="two-sided")
@@ -237,8 +238,9 @@ def fmt(v, digits=3) -> str:
 
 
 def med_iqr(v) -> str:
+    """``median [q1, q3]`` of the values that are not NaN (+inf counts: it is the worst score)."""
     v = np.asarray(v, float)
-    v = v[np.isfinite(v)]
+    v = v[~np.isnan(v)]
     if not len(v):
         return "nan"
     q1, m, q3 = np.percentile(v, [25, 50, 75])

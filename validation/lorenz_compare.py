@@ -41,6 +41,13 @@ def table_path(recipe, tr, noise, decoder, extra, seed, steps):
     return C.OUT / f"{name}.tsv"
 
 
+def dstsp_or_worst(table) -> np.ndarray:
+    """Held-out D_stsp per model; a model whose free runs escaped (no score) ranks worst, +inf,
+    instead of dropping out of the comparison."""
+    d = table["dstsp_test"].to_numpy(float)
+    return np.where(np.isnan(d) & table["escaped"].to_numpy(bool), np.inf, d)
+
+
 def main() -> None:
     args = parse()
     timer = C.Timer()
@@ -58,10 +65,10 @@ def main() -> None:
                 parts.append(pd.read_csv(path, sep="\t"))
                 found.append(path.name)
             tables[dec] = pd.concat(parts, ignore_index=True)
-        conv, std = (tables[d]["dstsp_test"].to_numpy() for d in DECODERS)
+        conv, std = (dstsp_or_worst(tables[d]) for d in DECODERS)
         u, p = C.mannwhitney(conv, std)
         for dec, t in tables.items():
-            d = t["dstsp_test"].to_numpy()
+            d = dstsp_or_worst(t)
             rows.append([
                 tr, DECODERS[dec], C.med_iqr(d), C.fmt(np.median(d[C.iqr_keep(d)])),
                 " / ".join(C.fmt(f) for f in t["data_floor"].dropna().unique()) or "–"
