@@ -8,7 +8,7 @@ from scipy import stats
 from scipy.spatial.distance import pdist, squareform
 
 from dsr.errors import DsrInputError
-from dsr.report import cohort
+from dsr.report import cohort, embedding
 
 
 def test_lambda_variance_test_matches_anova():
@@ -34,21 +34,21 @@ def test_lambda_variance_test_ignores_nan_and_needs_two_subjects():
 def test_classical_mds_recovers_planar_distances():
     pts = np.random.default_rng(1).normal(size=(7, 2))
     d = squareform(pdist(pts))
-    coords = cohort.classical_mds(d, 2)
+    coords = embedding.classical_mds(d, 2)
     assert coords.shape == (7, 2)
     np.testing.assert_allclose(squareform(pdist(coords)), d, atol=1e-8)
 
 
 def test_cluster_separates_two_groups():
     pts = np.r_[np.zeros((3, 2)), np.full((4, 2), 10.0)] + 0.01 * np.arange(14).reshape(7, 2)
-    labels, link = cohort.cluster(squareform(pdist(pts)), 2)
+    labels, link = embedding.cluster(squareform(pdist(pts)), 2)
     assert len(set(labels[:3])) == 1 and len(set(labels[3:])) == 1 and labels[0] != labels[3]
     assert link.shape == (6, 4)
 
 
 def test_symmetric_distance():
     d = np.array([[5.0, 1.0, np.nan], [3.0, 2.0, -1.0], [4.0, 0.0, 7.0]])
-    s = cohort.symmetric_distance(d)
+    s = embedding.symmetric_distance(d)
     np.testing.assert_allclose(s, s.T)
     assert np.all(np.diag(s) == 0) and s.min() >= 0 and np.isfinite(s).all()
     assert s[0, 1] == pytest.approx(2.0)

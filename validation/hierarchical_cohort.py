@@ -39,7 +39,8 @@ from scipy.signal import welch
 from dsr.analysis.evaluation import evaluate_ensemble
 from dsr.analysis.free_runs import free_runs
 from dsr.io.fmriprep import extract_fmriprep_subject
-from dsr.report.cohort import classical_mds, cluster, dissimilarity
+from dsr.report.cohort import dissimilarity
+from dsr.report.embedding import classical_mds, cluster
 from dsr.report.feature_space import (
     FeatureSpace,
     cluster_agreement,

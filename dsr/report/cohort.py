@@ -5,7 +5,10 @@
   the variance of subject means to the mean within-subject variance (paper Fig. 3G logic).
 * :func:`dissimilarity`: D_stsp and D_H of subject i's models' free runs against subject j's data
   (the cohort stage compares held-out parts).
-* :func:`classical_mds` (2-D embedding) and :func:`cluster` (average-linkage, scipy).
+* :func:`data_reference`: the same comparison with each subject's training data in place of its
+  models, what a perfect model could reach (:func:`own_best` counts diagonal-dominant rows).
+
+The 2-D embedding and clustering of the D_stsp matrix are in :mod:`dsr.report.embedding`.
 """
 
 from __future__ import annotations
@@ -16,12 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import stats
-from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import squareform
 
 from dsr.analysis.metrics import power_spectrum_error, state_space_divergence
 from dsr.atomic import write_json, write_text
 from dsr.errors import DsrInputError
+from dsr.report.embedding import classical_mds, cluster
 
 
 def lambda_variance_test(values: dict[str, np.ndarray]) -> dict:
@@ -121,39 +123,6 @@ def dissimilarity_text(dstsp: pd.DataFrame, reference: pd.DataFrame | None) -> s
             "of models."
         )
     return text
-
-
-def symmetric_distance(d: np.ndarray) -> np.ndarray:
-    """``(D + Dᵀ)/2`` off the diagonal, 0 on it, negatives and NaN clipped to 0 / the max."""
-    d = np.asarray(d, float)
-    s = (d + d.T) / 2
-    s = np.where(np.isfinite(s), s, np.nanmax(s[np.isfinite(s)]) if np.isfinite(s).any() else 0)
-    s = np.clip(s, 0, None)
-    np.fill_diagonal(s, 0)
-    return s
-
-
-def classical_mds(d: np.ndarray, n_components: int = 2) -> np.ndarray:
-    """Classical (Torgerson) MDS of a distance matrix ``(S, S)`` -> coordinates ``(S, k)``."""
-    d = symmetric_distance(d)
-    n = len(d)
-    j = np.eye(n) - 1 / n
-    b = -0.5 * j @ (d**2) @ j
-    w, v = np.linalg.eigh(b)
-    order = np.argsort(w)[::-1][:n_components]
-    coords = v[:, order] * np.sqrt(np.clip(w[order], 0, None))
-    if coords.shape[1] < n_components:
-        coords = np.pad(coords, ((0, 0), (0, n_components - coords.shape[1])))
-    return coords
-
-
-def cluster(d: np.ndarray, n_clusters: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Average-linkage clustering; returns (labels (S,), 1..k; linkage matrix)."""
-    s = symmetric_distance(d)
-    if len(s) < 2:
-        return np.ones(len(s), int), np.zeros((0, 4))
-    z = linkage(squareform(s, checks=False), method="average")
-    return fcluster(z, t=min(n_clusters, len(s)), criterion="maxclust"), z
 
 
 def read_summaries(subjects, eval_dirs) -> dict[str, dict]:
