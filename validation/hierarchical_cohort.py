@@ -44,7 +44,6 @@ from dsr.report.embedding import classical_mds, cluster
 from dsr.report.feature_space import (
     FeatureSpace,
     cluster_agreement,
-    loo_predictions,
     loo_r2,
     parameter_matrix,
     per_restart,
@@ -175,15 +174,20 @@ def spectral_centroid(x, n_train: int) -> float:
     return float((freq * power).sum() / power.sum())
 
 
-def centroid_transfer(data, rho, train, holdout, n_train) -> tuple[float, np.ndarray]:
-    """The transfer's reference without a model: ρ of the held-out subject predicted from its
-    data's spectral centroid by an OLS readout fitted on the cohort, and that readout's
-    leave-one-out errors over the cohort. Where the held-out subject's own data look like
-    another ρ, no model of them can land it next to its planted neighbours."""
-    c = np.array([spectral_centroid(x, n_train) for x in data])
-    coef = np.linalg.lstsq(np.c_[c[train], np.ones(len(train))], rho[train], rcond=None)[0]
-    loo = np.abs(rho[train] - loo_predictions(c[train, None], rho[train]))
-    return float(coef[0] * c[holdout] + coef[1]), loo
+def transfer_readout(coords, rho_tr, restarts, new_coords) -> tuple[float, np.ndarray]:
+    """The transfer criterion's two sides: ρ̂ of a new subject by the restarts' mean readout
+    fitted on the cohort's coordinates ``coords`` (R, S, k) and applied to the new subject's
+    ``new_coords`` (R, 1, k), and the cohort subjects' leave-one-out errors (S,) of that readout."""
+    rho_hat = float(restarts_predict(coords, rho_tr, restarts, new_coords)[0])
+    return rho_hat, np.abs(rho_tr - restarts_loo_predictions(coords, rho_tr, restarts))
+
+
+def centroid_transfer(centroids, rho, train, holdout) -> tuple[float, np.ndarray]:
+    """The transfer's reference without a model: :func:`transfer_readout` with each subject's
+    spectral centroid ``centroids`` (S,) as its only coordinate. Where the held-out subject's own
+    data look like another ρ, no model of them can land it next to its planted neighbours."""
+    c = np.asarray(centroids)[None, :, None]  # one "restart", one coordinate
+    return transfer_readout(c[:, train], rho[train], [0], c[:, [holdout]])
 
 
 def subject_scores(table, sids):
@@ -279,7 +283,7 @@ def run(a, seed, device, timer) -> dict:
     i_feat, i_mds = independent_features(ifit, i_tab, xs, sids)
     rho_tr, per_tr = rho[train], periodic[train]
     n_train = train_length(a.volumes, cfg.test_fraction)
-    centroid = np.array([[spectral_centroid(data[i], n_train)] for i in train])
+    centroids = np.array([spectral_centroid(x, n_train) for x in data])
     res = dict(
         sids=sids,
         rho_tr=rho_tr,
@@ -304,7 +308,9 @@ def run(a, seed, device, timer) -> dict:
             "independent: leading D_stsp MDS axis (1)": loo_r2(i_mds[:, :1], rho_tr),
             "independent: λ_max + D_stsp MDS (3)": loo_r2(i_feat, rho_tr),
             "independent: λ_max only (1)": loo_r2(i_feat[:, :1], rho_tr),
-            "reference, no model: spectral centroid of the data (1)": loo_r2(centroid, rho_tr),
+            "reference, no model: spectral centroid of the data (1)": loo_r2(
+                centroids[train, None], rho_tr
+            ),
         },
         per_restart_r2=[loo_r2(space.per_restart[r], rho_tr) for r in range(a.restarts)],
         subsets=_subset_r2(params, a.features, rho_tr, seed),
@@ -328,15 +334,17 @@ def run(a, seed, device, timer) -> dict:
     new = space.transform(new_params)[0]
     new_all = space_all.transform_per_restart(new_params)
     t_tab = evaluate(tfit.ensemble, [data[a.holdout]], tfit.ensemble.subject_ids, a)
+    rho_hat, loo_err = transfer_readout(space_all.per_restart, rho_tr, restarts, new_all)
     res["seed"] = seed
     res |= dict(
         rho_new=rho[a.holdout],
         dist=np.linalg.norm(space.coords - new, axis=1),
-        rho_hat=float(restarts_predict(space_all.per_restart, rho_tr, restarts, new_all)[0]),
+        rho_hat=rho_hat,
+        loo_err=loo_err,
         c_new=new,
         t_score=subject_scores(t_tab, tfit.ensemble.subject_ids)[tfit.ensemble.subject_ids[0]],
         t_time=tfit.ensemble.wall_time_s,
-        rho_centroid=centroid_transfer(data, rho, train, a.holdout, n_train)[0],
+        rho_centroid=centroid_transfer(centroids, rho, train, a.holdout)[0],
     )
     print(f"[{timer():.0f}s] transfer done", flush=True)
     np.savez(  # for re-analysis without refitting (--no-write: a scratch file)
@@ -403,9 +411,7 @@ def _key_numbers(a, res) -> dict:
         "rho_hat": res["rho_hat"],
         "t_err": abs(res["rho_hat"] - res["rho_new"]),
         "c_err": abs(res["rho_centroid"] - res["rho_new"]),
-        "loo_err": np.abs(
-            rho_tr - restarts_loo_predictions(res["space_all"].per_restart, rho_tr, res["restarts"])
-        ),
+        "loo_err": res["loo_err"],
         "per_h": a.features + dec + group / len(res["sids"]),
         "per_i": n_params(res["ifit"].model) + dec,
     }

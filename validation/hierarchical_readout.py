@@ -31,9 +31,7 @@ import pandas as pd
 from dsr.report.feature_space import (
     FeatureSpace,
     loo_r2,
-    restarts_loo_predictions,
     restarts_loo_r2,
-    restarts_predict,
     select_restarts,
 )
 from dsr.training.loop import TrainingConfig
@@ -70,12 +68,12 @@ def transfer(seed: int) -> list[str]:
     restarts = select_restarts(table)
     space = FeatureSpace.fit(saved["params"], saved["features"].shape[2], restarts)
     new = space.transform_per_restart(saved["new_params"])
-    rho_hat = float(restarts_predict(space.per_restart, rho[train], restarts, new)[0])
-    loo = np.abs(rho[train] - restarts_loo_predictions(space.per_restart, rho[train], restarts))
+    rho_hat, loo = H.transfer_readout(space.per_restart, rho[train], restarts, new)
     a = H.parse([])  # the main script's defaults: the planted cohort of the recorded runs
     data, _ = H.planted_cohort(a, seed)
     n_train = train_length(a.volumes, TrainingConfig.test_fraction)  # the main script's split
-    rho_c, loo_c = H.centroid_transfer(data, rho, list(train), holdout, n_train)
+    centroids = [H.spectral_centroid(x, n_train) for x in data]
+    rho_c, loo_c = H.centroid_transfer(centroids, rho, list(train), holdout)
     true = rho[holdout]
     return [str(seed), f"{rho_hat:.0f} (true {true:.0f})", f"{abs(rho_hat - true):.0f}",
             f"{np.median(loo):.0f} / {loo.max():.0f}", f"{rho_c:.0f}", f"{abs(rho_c - true):.0f}",

@@ -27,7 +27,6 @@ from dsr.report.feature_space import (
     FeatureSpace,
     parameter_matrix,
     per_restart,
-    restarts_loo_predictions,
     restarts_predict,
     select_restarts,
 )
@@ -71,8 +70,8 @@ def readouts(restarts, rho_tr, fit_coords, new_coords):
     """The restarts' mean readout fitted on ``fit_coords`` (R, S, k) applied to ``new_coords``
     (R, 1, k): (ρ̂, each restart's prediction, the fitted subjects' leave-one-out errors)."""
     each = [restarts_predict(fit_coords, rho_tr, [r], new_coords)[0] for r in restarts]
-    loo = np.abs(rho_tr - restarts_loo_predictions(fit_coords, rho_tr, restarts))
-    return float(np.mean(each)), np.array(each), loo
+    rho_hat, loo = H.transfer_readout(fit_coords, rho_tr, restarts, new_coords)
+    return rho_hat, np.array(each), loo
 
 
 def main() -> None:
