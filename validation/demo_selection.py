@@ -32,6 +32,12 @@ import pandas as pd
 from dsr.analysis.selection import select_models
 
 TOLERANCE = 0.25
+SELECTION_COLUMNS = ["pe_ok", "eligible", "top_dstsp", "selected", "selected_on"]  # re-derived
+
+
+def scores(table: pd.DataFrame) -> pd.DataFrame:
+    """An evaluation table without the columns its own selection wrote."""
+    return table.drop(columns=SELECTION_COLUMNS)
 
 
 def quarter_by_dstsp(table: pd.DataFrame) -> pd.Series:
@@ -41,8 +47,7 @@ def quarter_by_dstsp(table: pd.DataFrame) -> pd.Series:
 
 
 def two_stage(table: pd.DataFrame) -> pd.Series:
-    raw = table.drop(columns=["pe_ok", "eligible", "top_dstsp", "selected", "selected_on"])
-    return select_models(raw, segment="test", keep_fraction=0.25)["selected"].to_numpy()
+    return select_models(scores(table), segment="test", keep_fraction=0.25)["selected"].to_numpy()
 
 
 RULES = {"D_stsp": quarter_by_dstsp, "D_stsp, then D_H": two_stage}
@@ -57,9 +62,7 @@ def pooled(folders: list[str]) -> dict[str, pd.DataFrame]:
             s = ev.parents[1].name
             table = pd.read_csv(ev, sep="\t")
             truth = json.loads((truths / "ground_truth" / f"{s}.json").read_text())
-            table = table[table["status"] == "ok"].drop(
-                columns=["pe_ok", "eligible", "top_dstsp", "selected", "selected_on"]
-            )
+            table = scores(table[table["status"] == "ok"])
             table["ratio"] = table["lambda_max_per_s"] / truth["lambda_max_per_second"]
             pool.setdefault(s, []).append(table)
     return {s: pd.concat(t, ignore_index=True) for s, t in sorted(pool.items())}
