@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy import stats
+from scipy.signal import welch
 
 from dsr.analysis.metrics import state_space_divergence
 from dsr.models.examples import simulate_convolved
@@ -149,6 +150,16 @@ def lorenz_bold(
     latent = simulate_lorenz(n_samples + h - 1, LORENZ_DT, 28.0, seed=seed)
     x = simulate_convolved(latent, kernel, noise_sd=noise_sd, seed=seed + 10_000)
     return x.astype(np.float64), latent[h - 1 :]
+
+
+def spectral_centroid(x: np.ndarray, fs: float) -> float:
+    """Power-weighted mean frequency (Hz) of ``x`` (T, ...) sampled at ``fs``: Welch spectra
+    (segments of up to 128 samples) of every column, averaged over all axes but time. The most
+    direct summary of how fast a series moves."""
+    x = np.asarray(x, float).reshape(len(x), -1)
+    freq, power = welch(x, fs=fs, nperseg=min(128, len(x)), axis=0)
+    power = power.mean(1)
+    return float((freq * power).sum() / power.sum())
 
 
 # --------------------------------------------------------------------------- latent-space scores

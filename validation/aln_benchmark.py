@@ -42,7 +42,7 @@ from aln import aln_datasets
 from scipy import stats
 
 from dsr.models.registry import analysis_copy
-from dsr.signal.deconvolution import edge_samples
+from dsr.signal.deconvolution import edge_samples, wiener_deconvolve
 from dsr.signal.kernels import spm_hrf
 from dsr.training.loop import resolve_device
 
@@ -61,6 +61,8 @@ def parse():
     p.add_argument("--n-traj", type=int, default=10, help="free runs per model")
     p.add_argument("--long-test", action="store_true", help="also score samples 5000-9999")
     p.add_argument("--name", default="aln", help="RESULTS.md section and table name")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="TrainingConfig overrides for both methods, e.g. alpha=0.2")  # fmt: skip
     a = C.fill_scaled(
         p.parse_args(),
         dict(datasets=(100, 10), restarts=(10, 4), epochs=(1000, 500), batches=(50, 20)),
@@ -111,9 +113,11 @@ def dstsp(truth: np.ndarray, gen: np.ndarray, seed: int) -> tuple[float, float]:
     return float(np.nanmean(dz)), float(np.nanmean(draw))
 
 
-def references(sets, segment, seed) -> pd.DataFrame:
+def references(sets, segment, kernel, seed) -> pd.DataFrame:
     """Reference levels per data set on ``segment`` (start, stop): other run, matched noise,
-    BOLD as the latent estimate."""
+    BOLD as the latent estimate, the Wiener-deconvolved BOLD (what the forcing signal is made
+    of; deconvolved over the whole series, so not leak-free), and the true rates' own spectral
+    centroid."""
     rng = np.random.default_rng(seed)
     rows, sl = [], slice(*segment)
     for s, d in enumerate(sets):
@@ -123,9 +127,11 @@ def references(sets, segment, seed) -> pd.DataFrame:
             ("other run", sets[(s + 1) % len(sets)]["latent"][sl]),
             ("matched noise", noise),
             ("BOLD as latent", d["bold"][sl]),
+            ("deconvolved BOLD", wiener_deconvolve(d["bold"][: segment[1]], kernel)[sl]),
         ]:
-            rows.append((s, name, *dstsp(truth, gen, seed)))
-    return pd.DataFrame(rows, columns=["set", "reference", "D", "D_raw"])
+            rows.append((s, name, *dstsp(truth, gen, seed), C.spectral_centroid(gen, 1 / TR)))
+        rows.append((s, "truth (rates)", np.nan, np.nan, C.spectral_centroid(truth, 1 / TR)))
+    return pd.DataFrame(rows, columns=["set", "reference", "D", "D_raw", "centroid_hz"])
 
 
 def score(fitted, sets, segments, n_traj, seed) -> pd.DataFrame:
@@ -136,8 +142,10 @@ def score(fitted, sets, segments, n_traj, seed) -> pd.DataFrame:
     for (start, stop), gen in zip(segments, gens, strict=True):
         for e, s in enumerate(np.asarray(fitted.model_subject)):
             d, d_raw = dstsp(sets[s]["latent"][start:stop], gen[:, e], seed)
-            rows.append((f"{start}-{stop - 1}", s, e, fitted.status[e], d, d_raw))
-    return pd.DataFrame(rows, columns=["segment", "set", "model", "status", "D", "D_raw"])
+            hz = C.spectral_centroid(gen[:, e], 1 / TR)
+            rows.append((f"{start}-{stop - 1}", s, e, fitted.status[e], d, d_raw, hz))
+    columns = ["segment", "set", "model", "status", "D", "D_raw", "centroid_hz"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def rank_sum(conv, std) -> tuple[float, float]:
@@ -170,10 +178,11 @@ def summary(df, refs, segment) -> str:
     for name in ("convSSM", "standardSSM"):
         g = df[(df.segment == segment) & (df.method == name)]
         ok = f"{int((g.status == 'ok').sum())}/{len(g)}"
-        rows.append([name, ok, C.med_iqr(g.D), C.med_iqr(g.D_raw)])
+        rows.append([name, ok, C.med_iqr(g.D), C.med_iqr(g.D_raw), C.med_iqr(g.centroid_hz)])
     for name, g in refs.groupby("reference", sort=False):
-        rows.append([f"ref: {name}", "", C.med_iqr(g.D), C.med_iqr(g.D_raw)])
-    header = ["", "trained ok", "D (z-scored), median [IQR]", "D raw"]
+        d = [C.med_iqr(g[c]) if g[c].notna().any() else "" for c in ("D", "D_raw")]
+        rows.append([f"ref: {name}", "", *d, C.med_iqr(g.centroid_hz)])
+    header = ["", "trained ok", "D (z-scored), median [IQR]", "D raw", "spectral centroid (Hz)"]
     return C.markdown_table(header, rows) + "\n\n" + "\n".join(f"- {t}" for t in tests)
 
 
@@ -189,10 +198,11 @@ def main():
     segments = [(N_TRAIN, N_SERIES)] + ([LONG] if a.long_test else [])
     sids = [f"set{s:03d}" for s in range(a.datasets)]
     x = [d["bold"][:N_SERIES] for d in sets]  # fit_ensemble trains on the first 375
-    seq_len = 200 if a.full else len(kernel) + 50
+    training = {"alpha": 0.1, "seq_len": 200 if a.full else len(kernel) + 50}
+    training |= C.config_overrides(a.set)
     frames, train_s = [], {}
     for name, dec in [("convSSM", "convolved"), ("standardSSM", "standard")]:
-        fitted = C.fit(a, x, kernel, sids, device, decoder=dec, alpha=0.1, seq_len=seq_len)
+        fitted = C.fit(a, x, kernel, sids, device, decoder=dec, **training)
         train_s[name] = fitted.wall_time_s
         t = score(fitted, sets, segments, a.n_traj, a.seed)
         t["method"] = name
@@ -206,7 +216,7 @@ def main():
     df.to_csv(C.OUT / f"{a.name}_benchmark.tsv", sep="\t", index=False)
     body = []
     for start, stop in segments:
-        refs = references(sets, (start, stop), a.seed)
+        refs = references(sets, (start, stop), kernel, a.seed)
         seg = f"{start}-{stop - 1}"
         body.append(f"**Samples {seg}** ({stop - start} TR)\n\n" + summary(df, refs, seg))
     body.append(
@@ -231,8 +241,7 @@ def main():
                 batches_per_epoch=a.batches,
                 n_traj=a.n_traj,
                 model="cshPLRNN M16 L50",
-                alpha=0.1,
-                seq_len=seq_len,
+                **training,
                 lr_end=a.lr_end,
                 grad_clip=10,
                 long_test=a.long_test,

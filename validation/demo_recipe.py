@@ -50,6 +50,8 @@ def parse():
                    help="planted ρ of the demo cohort (default: demo.rho_range of config.yaml)")  # fmt: skip
     p.add_argument("--volumes", type=int, default=None,
                    help="volumes per subject (default: demo.n_volumes of config.yaml)")  # fmt: skip
+    p.add_argument("--hierarchical", action="store_true",
+                   help="one hierarchical cohort model (fit.hierarchical of config.yaml, enabled)")  # fmt: skip
     return p.parse_args()
 
 
@@ -135,11 +137,13 @@ def main() -> None:
     extra = C.config_overrides(args.set)
     training = training_params(cfg, extra)
     run = base / args.name
+    hierarchical = {**cfg["fit"]["hierarchical"], "enabled": True} if args.hierarchical else None
     fit_dirs = [run / s / "fit" for s in subjects]
     t0 = time.perf_counter()
     run_fit(extract_dirs, fit_dirs, subjects, training,
             n_restarts=args.restarts or cfg["fit"]["n_restarts"], seed=args.seed,
-            device="cpu", threads=1, cohort_dir=run / "cohort_fit")  # fmt: skip
+            device="cpu", threads=1, cohort_dir=run / "cohort_fit",
+            hierarchical=hierarchical)  # fmt: skip
     fit_s = time.perf_counter() - t0
     eval_dirs = [run / s / "evaluate" for s in subjects]
     options = {k: v for k, v in cfg["evaluate"].items() if k not in ("threads", "test_fraction")}
@@ -157,7 +161,9 @@ def main() -> None:
     n = len(subjects)
     body = (
         f"Recipe `{args.name}`: the config's fit section with {extra or 'no changes'}; "
-        f"{args.restarts or cfg['fit']['n_restarts']} restarts per subject. Fit of all subjects "
+        f"{args.restarts or cfg['fit']['n_restarts']} restarts per subject"
+        + (" (one hierarchical cohort model per restart)" if hierarchical else "")
+        + ". Fit of all subjects "
         f"in one process: {fit_s:.0f} s (the workflow runs two fit jobs at a time).\n\n"
         + C.markdown_table(
             ["subject", "selected", "frac. chaotic", "λ_max /s median", "planted", "±25 %",
@@ -175,6 +181,7 @@ def main() -> None:
             "recipe": args.name,
             **extra,
             "restarts": args.restarts or cfg["fit"]["n_restarts"],
+            **({"hierarchical": hierarchical} if hierarchical else {}),
         }
         name = args.name + suffix
         C.write_section(f"demo-{name}", f"Demo targets: recipe {name}", body, "cpu",

@@ -34,7 +34,6 @@ from pathlib import Path
 
 import _common as C
 import numpy as np
-from scipy.signal import welch
 
 from dsr.analysis.evaluation import evaluate_ensemble
 from dsr.analysis.free_runs import free_runs
@@ -166,14 +165,6 @@ def transfer_holdout(a, hfit, x, config, hcfg, seed, device):
     return tfit, per_restart(parameter_matrix(tfit.ensemble.model), a.restarts)
 
 
-def spectral_centroid(x, n_train: int) -> float:
-    """Power-weighted mean frequency (Hz) of the training part of a (T, N) series, regions
-    averaged: the data's own most direct summary of the Lorenz orbit's speed, which ρ sets."""
-    freq, power = welch(x[:n_train], fs=1 / TR, nperseg=min(128, n_train), axis=0)
-    power = power.mean(1)
-    return float((freq * power).sum() / power.sum())
-
-
 def transfer_readout(coords, rho_tr, restarts, new_coords) -> tuple[float, np.ndarray]:
     """The transfer criterion's two sides: ρ̂ of a new subject by the restarts' mean readout
     fitted on the cohort's coordinates ``coords`` (R, S, k) and applied to the new subject's
@@ -283,7 +274,7 @@ def run(a, seed, device, timer) -> dict:
     i_feat, i_mds = independent_features(ifit, i_tab, xs, sids)
     rho_tr, per_tr = rho[train], periodic[train]
     n_train = train_length(a.volumes, cfg.test_fraction)
-    centroids = np.array([spectral_centroid(x, n_train) for x in data])
+    centroids = np.array([C.spectral_centroid(x[:n_train], 1 / TR) for x in data])
     res = dict(
         sids=sids,
         rho_tr=rho_tr,

@@ -72,7 +72,7 @@ def transfer(seed: int) -> list[str]:
     a = H.parse([])  # the main script's defaults: the planted cohort of the recorded runs
     data, _ = H.planted_cohort(a, seed)
     n_train = train_length(a.volumes, TrainingConfig.test_fraction)  # the main script's split
-    centroids = [H.spectral_centroid(x, n_train) for x in data]
+    centroids = [C.spectral_centroid(x[:n_train], 1 / H.TR) for x in data]
     rho_c, loo_c = H.centroid_transfer(centroids, rho, list(train), holdout)
     true = rho[holdout]
     return [str(seed), f"{rho_hat:.0f} (true {true:.0f})", f"{abs(rho_hat - true):.0f}",
