@@ -128,7 +128,11 @@ def machine(device: str) -> str:
 
 
 def command() -> str:
-    return "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    """The command line as run from the repository root, wherever it was started."""
+    script = Path(sys.argv[0]).resolve()
+    if script.is_relative_to(HERE.parent):
+        script = script.relative_to(HERE.parent)
+    return "python " + " ".join(shlex.quote(str(a)) for a in [script, *sys.argv[1:]])
 
 
 class Timer:
