@@ -50,8 +50,9 @@ def parse():
                    help="planted ρ of the demo cohort (default: demo.rho_range of config.yaml)")  # fmt: skip
     p.add_argument("--volumes", type=int, default=None,
                    help="volumes per subject (default: demo.n_volumes of config.yaml)")  # fmt: skip
-    p.add_argument("--time-unit", type=float, default=None, metavar="SECONDS",
-                   help="seconds per Lorenz time unit (default: the generator's)")  # fmt: skip
+    p.add_argument("--cohort", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="write_demo_cohort options beyond config.yaml's demo section, e.g. "
+                   "time_unit_s=40 noise_sd=0 (numbers)")  # fmt: skip
     p.add_argument("--hierarchical", action="store_true",
                    help="one hierarchical cohort model (fit.hierarchical of config.yaml, enabled)")  # fmt: skip
     return p.parse_args()
@@ -73,7 +74,7 @@ def extracted_cohort(cfg: dict, base: Path) -> tuple[list[str], list[Path], Path
     if not (demo / "ground_truth").exists():
         run_demo(demo, subjects, n_volumes=d["n_volumes"], n_regions=d["n_regions"],
                  tr_s=d["tr_s"], rho_range=tuple(d["rho_range"]), seed=d["seed"],
-                 **({"time_unit_s": d["time_unit_s"]} if "time_unit_s" in d else {}))  # fmt: skip
+                 **d.get("generator", {}))  # fmt: skip
     atlas = {"atlas": str(demo / "atlas/atlas-demo_dseg.nii.gz"),
              "labels": str(demo / "atlas/atlas-demo_dseg.tsv")}  # fmt: skip
     options = {**atlas, "task": cfg["input"]["task"], "space": cfg["input"]["space"],
@@ -135,8 +136,10 @@ def main() -> None:
     suffix = ""  # one cached cohort per planted cohort; other lengths are named
     if args.volumes and args.volumes != cfg["demo"]["n_volumes"]:
         cfg["demo"]["n_volumes"], suffix = args.volumes, f"-T{args.volumes}"
-    if args.time_unit:
-        cfg["demo"]["time_unit_s"], suffix = args.time_unit, suffix + f"-u{args.time_unit:g}"
+    generator = {k: float(v) for k, v in (c.split("=", 1) for c in args.cohort)}
+    if generator:  # one cached cohort per set of generator options
+        cfg["demo"]["generator"] = generator
+        suffix += "".join(f"-{k}{v:g}" for k, v in sorted(generator.items()))
     base = C.OUT / f"demo_recipe_rho{low:g}-{high:g}{suffix.replace('-', '_')}"
     subjects, extract_dirs, demo = extracted_cohort(cfg, base)
     extra = C.config_overrides(args.set)
@@ -184,6 +187,7 @@ def main() -> None:
     if not args.no_write:
         settings = {
             "recipe": args.name,
+            **({"cohort": generator} if generator else {}),
             **extra,
             "restarts": args.restarts or cfg["fit"]["n_restarts"],
             **({"hierarchical": hierarchical} if hierarchical else {}),
