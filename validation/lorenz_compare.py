@@ -65,6 +65,7 @@ def read_tables(args, tr, extra, decoder, no_gtf=False) -> tuple[pd.DataFrame | 
 
 
 def arm_row(tr, name, t, test="", better="") -> list:
+    """One table row: an arm's held-out D_stsp, floor, λ_max, faithful count and PE20."""
     d = dstsp_or_worst(t)
     floors = (
         " / ".join(C.fmt(f) for f in t["data_floor"].dropna().unique()) if "data_floor" in t else ""
@@ -80,9 +81,8 @@ def compare(conv, other) -> tuple[str, str]:
     """Mann–Whitney of the convSSM against another arm: (test text, convSSM better?)."""
     a, b = dstsp_or_worst(conv), dstsp_or_worst(other)
     u, p = C.mannwhitney(a, b)
-    return f"U = {u:.0f}, p = {C.fmt(p)}", "yes" if np.median(a) < np.median(
-        b
-    ) and p < 0.05 else "no"
+    better = np.median(a) < np.median(b) and p < 0.05
+    return f"U = {u:.0f}, p = {C.fmt(p)}", "yes" if better else "no"
 
 
 def main() -> None:
