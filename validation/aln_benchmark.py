@@ -240,7 +240,7 @@ def main():
                 epochs=a.epochs,
                 batches_per_epoch=a.batches,
                 n_traj=a.n_traj,
-                model="cshPLRNN M16 L50",
+                model=f"cshPLRNN M16 L{training.get('hidden_dim', 50)}",
                 **training,
                 lr_end=a.lr_end,
                 grad_clip=10,
