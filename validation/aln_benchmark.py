@@ -15,9 +15,12 @@ standardised rates by 1/SD(HRF * rates)); ``D raw`` compares ``B z`` as it is. N
 count as 10⁶ (very far).
 
 Reference levels per data set (same segment, same measure): another run of the same system (the
-next data set's rates, another initial state: the floor), Gaussian noise with the mean and
-covariance of the true rates' training part, and the standardised BOLD itself taken as the latent
-estimate. Tests: rank-sum (Mann–Whitney) over all data sets × models (spec: Z = 11.5 over
+next data set's rates, another initial state: the floor), the same run's samples just before the
+segment (like another run, not in step with the scored samples), Gaussian noise with the mean and
+covariance of the true rates' training part, the standardised BOLD itself taken as the latent
+estimate, and the Wiener-deconvolved BOLD (what the forcing signal is made of); the BOLD and its
+deconvolution are the only references in step with the scored samples. Every row also gives the
+spectral centroid (power-weighted mean frequency) of what it scores. Tests: rank-sum (Mann–Whitney) over all data sets × models (spec: Z = 11.5 over
 100 × 10; Z > 0 means convSSM lower) and over per-set medians; whether the convSSM's median lies
 below the BOLD-as-latent reference. ``--long-test`` adds the spec's ground-truth test set
 (samples 5000–9999 of 10 000-sample series, ~5 min simulation per data set).
@@ -114,8 +117,9 @@ def dstsp(truth: np.ndarray, gen: np.ndarray, seed: int) -> tuple[float, float]:
 
 
 def references(sets, segment, kernel, seed) -> pd.DataFrame:
-    """Reference levels per data set on ``segment`` (start, stop): other run, matched noise,
-    BOLD as the latent estimate, the Wiener-deconvolved BOLD (what the forcing signal is made
+    """Reference levels per data set on ``segment`` (start, stop): other run, the same run's
+    samples just before the segment (as many, or all there are), matched noise, BOLD as the
+    latent estimate, the Wiener-deconvolved BOLD (what the forcing signal is made
     of; deconvolved over the whole series, so not leak-free), and the true rates' own spectral
     centroid."""
     rng = np.random.default_rng(seed)
@@ -125,6 +129,7 @@ def references(sets, segment, kernel, seed) -> pd.DataFrame:
         noise = rng.multivariate_normal(train.mean(0), np.cov(train.T), len(truth))
         for name, gen in [
             ("other run", sets[(s + 1) % len(sets)]["latent"][sl]),
+            ("own earlier samples", d["latent"][max(0, 2 * segment[0] - segment[1]) : segment[0]]),
             ("matched noise", noise),
             ("BOLD as latent", d["bold"][sl]),
             ("deconvolved BOLD", wiener_deconvolve(d["bold"][: segment[1]], kernel)[sl]),
