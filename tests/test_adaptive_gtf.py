@@ -55,3 +55,24 @@ def test_adaptive_fit_runs_and_differs_from_fixed():
     assert not torch.equal(fixed.model.W1, adaptive.model.W1)
     with pytest.raises(DsrInputError, match="'gtf' must be one of"):
         TrainingConfig(gtf="sometimes")
+
+
+def test_alpha_star_matches_numpy_svd_on_a_nonlinear_model():
+    """𝒩 from the Jacobians of a random (non-normal, piecewise-linear) cshPLRNN equals the
+    geometric mean of numpy's largest singular values, maximised over sequences."""
+    E, M, T, B = 3, 4, 15, 5
+    torch.manual_seed(1)
+    model = make_model("cshPLRNN", E, M, 12, dtype=torch.float64)
+    with torch.no_grad():
+        for p in (model.W1, model.W2, model.h2):
+            p.normal_(0, 1.5)
+    dec = make_decoder("standard", E, M, M, None, dtype=torch.float64)
+    x = torch.randn(T, E, B, M, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    raised = adaptive_alpha(model, dec, (x, x, None, None), torch.zeros(E, dtype=torch.float64))
+    z = dec.state_from_forcing(dec.forcing(x, None).permute(1, 0, 2, 3).reshape(E, T * B, M))
+    jac = model.jacobian(z).detach().numpy().reshape(E, T, B, M, M)
+    log_norm = np.log(np.linalg.svd(jac, compute_uv=False)[..., 0])  # (E, T, B)
+    growth = np.exp(log_norm.mean(1)).max(1)
+    expected = np.maximum(0.0, 1 - 1 / growth)
+    assert (expected > 0).all()  # the test exercises alpha* > 0 in every model
+    np.testing.assert_allclose(raised.numpy(), expected, rtol=1e-10)

@@ -102,7 +102,10 @@ def adaptive_alpha(model, decoder, window, alpha: torch.Tensor) -> torch.Tensor:
     finite = torch.isfinite(z).all(-1)
     jac = model.jacobian(torch.nan_to_num(z))
     broken = ~torch.isfinite(jac).all((-2, -1))  # a model diverging inside the epoch (E, T·B)
-    norms = torch.linalg.matrix_norm(jac.masked_fill(broken[..., None, None], 0.0), ord=2)
+    jac = jac.masked_fill(broken[..., None, None], 0.0)
+    # ‖J‖₂² is the largest eigenvalue of JᵀJ: the symmetric eigensolver is exact and faster than
+    # the SVD on CPU for these small matrices (benchmarks/README.md, "adaptive GTF")
+    norms = torch.linalg.eigvalsh(jac.transpose(-1, -2) @ jac)[..., -1].clamp_min(0.0).sqrt()
     log_norm = torch.where(finite, norms.clamp_min(1e-30).log(), 0.0).view(n_models, n_time, batch)
     count = finite.view(n_models, n_time, batch).sum(1).clamp_min(1)
     growth = (log_norm.sum(1) / count).amax(1).exp()  # 𝒩 (E,)
