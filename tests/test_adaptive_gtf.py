@@ -36,7 +36,7 @@ def test_alpha_star_is_one_minus_inverse_spectral_norm():
 
 
 def test_a_diverging_model_gets_full_forcing_and_spares_the_others():
-    """One model with a non-finite weight (diverging inside an epoch) must not stop the SVD of
+    """One model with a non-finite weight (diverging inside an epoch) must not stop the norms of
     the whole ensemble: it gets alpha* = 1, the others their closed-form alpha*."""
     model, dec, window = _linear_models([[2.0, 0.5], [0.5, 0.9], [-4.0, 1.0]])
     with torch.no_grad():
