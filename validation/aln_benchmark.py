@@ -20,10 +20,11 @@ segment (like another run, not in step with the scored samples), Gaussian noise 
 covariance of the true rates' training part, the standardised BOLD itself taken as the latent
 estimate, and the Wiener-deconvolved BOLD (what the forcing signal is made of); the BOLD and its
 deconvolution are the only references in step with the scored samples. Every row also gives the
-spectral centroid (power-weighted mean frequency) of what it scores. Tests: rank-sum (Mann–Whitney) over all data sets × models (spec: Z = 11.5 over
-100 × 10; Z > 0 means convSSM lower) and over per-set medians; whether the convSSM's median lies
-below the BOLD-as-latent reference. ``--long-test`` adds the spec's ground-truth test set
-(samples 5000–9999 of 10 000-sample series, ~5 min simulation per data set).
+spectral centroid (power-weighted mean frequency) of what it scores. Tests: rank-sum (Mann–Whitney)
+over all data sets × models (spec: Z = 11.5 over 100 × 10; Z > 0 means convSSM lower) and over
+per-set medians; whether the convSSM's median lies below the BOLD-as-latent reference.
+``--long-test`` adds the spec's ground-truth test set (samples 5000–9999 of 10 000-sample series,
+~5 min simulation per data set).
 
     python validation/aln_benchmark.py          # reduced: 10 sets x 4 restarts, 500 x 20 batches
     python validation/aln_benchmark.py --full   # 100 sets x 10 restarts, 1000 x 50 (GPU)

@@ -56,7 +56,8 @@ def dstsp_or_worst(table) -> np.ndarray:
 
 
 def read_tables(args, tr, extra, decoder, no_gtf=False) -> tuple[pd.DataFrame | None, list]:
-    """The per-model tables of one arm at one TR, seeds pooled; ``None`` when one is missing."""
+    """The per-model tables of one arm at one TR, seeds pooled, and their paths; ``None`` and the
+    missing paths when one is missing."""
     paths = [table_path(args.recipe, tr, args.noise, decoder, extra, seed, args.steps, no_gtf)
              for seed in args.seeds]  # fmt: skip
     if not all(p.exists() for p in paths):
