@@ -65,6 +65,12 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
         choices=["fixed", "adaptive"],
         help="fixed alpha, or adaptive GTF (alpha per model from the Jacobians)",
     )
+    p.add_argument(
+        "--deconv-weight",
+        type=float,
+        default=0.0,
+        help="weight of the neural-level loss, B z against the deconvolved data (0: paper's loss)",
+    )
     p.add_argument("--epochs", type=int, default=1000)
     p.add_argument("--batches-per-epoch", type=int, default=50)
     p.add_argument("--seq-len", type=int, default=200, help="training window length")
@@ -113,6 +119,7 @@ def _run_fit(args: argparse.Namespace) -> None:
         hidden_dim=args.hidden_dim,
         alpha=args.alpha,
         gtf=args.gtf,
+        deconv_weight=args.deconv_weight,
         epochs=args.epochs,
         batches_per_epoch=args.batches_per_epoch,
         seq_len=args.seq_len,

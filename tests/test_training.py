@@ -12,7 +12,7 @@ from dsr.models.examples import limit_cycle_plrnn, simulate_convolved, simulate_
 from dsr.signal.deconvolution import edge_samples, wiener_deconvolve
 from dsr.signal.kernels import spm_hrf
 from dsr.training.ensemble import load_ensemble, save_ensemble
-from dsr.training.gtf import NOISE_STREAMS, _add_noise, gtf_rollout, masked_mse
+from dsr.training.gtf import NOISE_STREAMS, _add_noise, gtf_loss, gtf_rollout, masked_mse
 from dsr.training.loop import TrainingConfig, fit_ensemble
 
 KERNEL = spm_hrf(0.5)  # 65 samples
@@ -141,6 +141,35 @@ def test_gtf_alpha_one_reproduces_forcing():
     torch.testing.assert_close(preds, expected.transpose(0, 1))
 
 
+@pytest.mark.parametrize("confounds", [0, 2])
+def test_deconv_weight_adds_the_neural_level_mse(confounds):
+    """``gtf_loss`` with w > 0 adds w · mean((B ẑ_t + J r^deconv_t − x^deconv_t)²) over the finite
+    deconvolved samples: checked against the same sum in numpy on the rollout's ẑ."""
+    from dsr.models.decoders import make_decoder
+    from dsr.models.registry import make_model
+
+    g = torch.Generator().manual_seed(4)
+    E, B, N, M, T = 2, 3, 4, 5, 30
+    model = make_model("cshPLRNN", E, M, 8, generator=g, dtype=torch.float64)
+    dec = make_decoder("convolved", E, N, M, spm_hrf(2.0), confounds, generator=g)
+    dec = dec.double()
+    x, x_dec = torch.randn(2, T, E, B, N, generator=g, dtype=torch.float64)
+    x_dec[-3:, 1] = float("nan")  # a cut right edge in model 1's windows
+    r, r_dec = (torch.randn(2, T, E, B, confounds, generator=g, dtype=torch.float64)
+                if confounds else (None, None))  # fmt: skip
+    window = (x, x_dec, r, r_dec)
+    plain = gtf_loss(model, dec, window, 0.1, 0.0, None)
+    with_term = gtf_loss(model, dec, window, 0.1, 0.0, None, deconv_weight=0.5)
+    z_hat = gtf_rollout(model, dec, x_dec, r_dec, 0.1).detach().numpy()  # (T-1, E, B, M)
+    neural = np.einsum("tebm,enm->tebn", z_hat, dec.B.detach().numpy())
+    if confounds:
+        neural += np.einsum("teba,ena->tebn", r_dec[1:].numpy(), dec.J.detach().numpy())
+    sq = (neural - x_dec[1:].numpy()) ** 2  # NaN where x^deconv is NaN
+    expected = 0.5 * np.nanmean(sq.transpose(1, 0, 2, 3).reshape(E, -1), axis=1)
+    np.testing.assert_allclose((with_term - plain).detach().numpy(), expected, rtol=1e-10)
+    assert np.isfinite(expected).all() and (expected > 0).all()
+
+
 def test_masked_mse_ignores_nan():
     pred = torch.zeros(5, 2, 3, 4)
     target = torch.ones(5, 2, 3, 4)
@@ -204,6 +233,7 @@ def test_bad_input_is_refused(data, kwargs, match):
         ("alpha", 1.5, r"'alpha' must be in \[0, 1\]"),
         ("epochs", 0, "'epochs' must be a positive integer"),
         ("model", "GRU", "'model' must be one of"),
+        ("deconv_weight", -0.5, "'deconv_weight'.* must be >= 0"),
     ],
 )
 def test_bad_config_is_refused(field, value, match):

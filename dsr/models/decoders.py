@@ -166,10 +166,14 @@ class LinearDecoder(nn.Module):
 
     def decode(self, z: torch.Tensor, r: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted data ``(T - h + 1, E, B, N)`` from latents ``z`` ``(T, E, B, M)``."""
-        h = self.kernel_length
         y = causal_valid_convolution(z, self.kernel)
-        x = torch.einsum("tebm,enm->tebn", y, self.B)
-        nuisance = self._nuisance(None if r is None else r[h - 1 :])
+        return self.readout(y, None if r is None else r[self.kernel_length - 1 :])
+
+    def readout(self, z: torch.Tensor, r: torch.Tensor | None = None) -> torch.Tensor:
+        """``B z_t + J r_t`` without the kernel ``(T, E, B, N)`` from ``z`` ``(T, E, B, M)``: the
+        neural level in data units (what ``x^deconv`` estimates)."""
+        x = torch.einsum("tebm,enm->tebn", z, self.B)
+        nuisance = self._nuisance(r)
         return x if isinstance(nuisance, float) else x + nuisance  # no copy without confounds
 
     @torch.no_grad()

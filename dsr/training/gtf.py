@@ -149,21 +149,30 @@ class _MaskedMSE(torch.autograd.Function):
         return diff * (2 * grad / count)[:, None, None], None
 
 
-def gtf_loss(model, decoder, window, alpha, noise_sd: float, generator) -> torch.Tensor:
-    """Per-model GTF training loss ``(E,)`` on one batch of windows (noise-augmented)."""
+def gtf_loss(
+    model, decoder, window, alpha, noise_sd: float, generator, deconv_weight: float = 0.0
+) -> torch.Tensor:
+    """Per-model GTF training loss ``(E,)`` on one batch of windows (noise-augmented).
+
+    ``deconv_weight`` w > 0 adds ``w · MSE(B ẑ_t + J r^deconv_t, x^deconv_t)``: the un-forced
+    predictions read out at the neural level (no kernel) against the deconvolved data, over the
+    window's finite deconvolved samples (our addition to the spec; 0 = the paper's loss).
+    """
     tune_allocator()
     x, x_deconv, r, r_deconv = window
+    neural_target = x_deconv[1:]  # before the augmentation noise
     x = x[decoder.kernel_length :]  # the only samples the loss sees
     if noise_sd > 0:  # noise drawn only where it is used, added in place into the noise buffer
         x = _add_noise(x, noise_sd, generator)
         x_deconv = _add_noise(x_deconv, noise_sd, generator)
     z_hat = gtf_rollout(model, decoder, x_deconv, r_deconv, alpha)
-    if r is None:  # decode + loss compiled on CPU (same values); None where it does not apply
-        loss = decode_mse(decoder, z_hat, x)
-        if loss is not None:
-            return loss
-    x_hat = decoder.decode(z_hat, None if r is None else r[1:])
-    return masked_mse(x_hat, x)
+    loss = decode_mse(decoder, z_hat, x) if r is None else None  # compiled on CPU (same values)
+    if loss is None:
+        loss = masked_mse(decoder.decode(z_hat, None if r is None else r[1:]), x)
+    if deconv_weight > 0:
+        neural = decoder.readout(z_hat, None if r_deconv is None else r_deconv[1:])
+        loss = loss + deconv_weight * masked_mse(neural, neural_target)
+    return loss
 
 
 def _add_noise(a: torch.Tensor, sd: float, generator) -> torch.Tensor:

@@ -120,7 +120,9 @@ class HierarchicalState:
             if adaptive and (self.epoch * config.batches_per_epoch + b) % AGTF_EVERY == 0:
                 self.alpha[index] = adaptive_alpha(model, decoder, window, self.alpha[index])
             alpha = self.alpha[index] if adaptive else config.alpha
-            loss = gtf_loss(model, decoder, window, alpha, config.noise_sd, self.rng)
+            loss = gtf_loss(
+                model, decoder, window, alpha, config.noise_sd, self.rng, config.deconv_weight
+            )
             for opt in self.optimizers.values():
                 opt.zero_grad(set_to_none=True)
             loss.view(len(subjects), R).mean(0).sum().backward()

@@ -51,6 +51,7 @@ class TrainingConfig:
     lr_start: float = 1e-3
     lr_end: float = 1e-6
     noise_sd: float = 0.05  # augmentation noise on x and x^deconv
+    deconv_weight: float = 0.0  # weight of the neural-level loss B z vs x^deconv (0: paper's loss)
     grad_clip: float | None = None  # per-model gradient-norm clip
     noise_floor: float = 1e-5  # Wiener deconvolution noise floor
     cut_left: float = 0.25  # deconvolution edge cut (fraction of kernel length or count)
@@ -70,8 +71,10 @@ class TrainingConfig:
             raise DsrInputError(f"'alpha' must be in [0, 1]; got {self.alpha}")
         for name in ("lr_start", "lr_end", "noise_floor"):
             check_positive(name, getattr(self, name))
-        if self.noise_sd < 0 or self.cut_left < 0 or self.cut_right < 0:
-            raise DsrInputError("'noise_sd', 'cut_left' and 'cut_right' must be >= 0")
+        if min(self.noise_sd, self.cut_left, self.cut_right, self.deconv_weight) < 0:
+            raise DsrInputError(
+                "'noise_sd', 'deconv_weight', 'cut_left' and 'cut_right' must be >= 0"
+            )
         if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int):
             raise DsrInputError(
                 f"'checkpoint_every' must be an integer; got {self.checkpoint_every!r}"

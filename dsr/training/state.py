@@ -93,7 +93,15 @@ class TrainState:
             if adaptive and (self.epoch * config.batches_per_epoch + b) % AGTF_EVERY == 0:
                 self.alpha = adaptive_alpha(self.model, self.decoder, window, self.alpha)
             alpha = self.alpha if adaptive else config.alpha  # a float keeps sparse forcing
-            loss = gtf_loss(self.model, self.decoder, window, alpha, config.noise_sd, self.rng)
+            loss = gtf_loss(
+                self.model,
+                self.decoder,
+                window,
+                alpha,
+                config.noise_sd,
+                self.rng,
+                config.deconv_weight,
+            )
             self.optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()  # models are independent: each gets its own gradient
             if config.grad_clip:

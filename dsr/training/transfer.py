@@ -44,7 +44,9 @@ def adopt_cohort(model, decoder, cohort_fit, data, config, rng) -> torch.Tensor:
         loss = torch.zeros(n_old * R, device=device, dtype=torch.float64)
         for _ in range(WARM_START_BATCHES):
             window = sample_windows(data, subject, config.batch_size, config.seq_len, rng)
-            loss += gtf_loss(old_view, old_dec, window, config.alpha, 0.0, rng).double()
+            loss += gtf_loss(
+                old_view, old_dec, window, config.alpha, 0.0, rng, config.deconv_weight
+            ).double()
         best = loss.nan_to_num(torch.inf).view(n_old, R).argmin(0)  # (R,)
         model.features[:, n] = group.features.to(device)[restarts, best]
         for name, p in _decoder_tensors(decoder):

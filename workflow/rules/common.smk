@@ -112,7 +112,8 @@ def get_training_params():
     """TrainingConfig fields from config['fit'], plus the held-out fraction (evaluate)."""
     keys = (
         "model decoder latent_dim hidden_dim alpha gtf epochs batches_per_epoch batch_size seq_len "
-        "lr_start lr_end noise_sd grad_clip noise_floor cut_left cut_right checkpoint_every"
+        "lr_start lr_end noise_sd deconv_weight grad_clip noise_floor cut_left cut_right "
+        "checkpoint_every"
     )
     params = {k: config["fit"][k] for k in keys.split()}
     return params | {"test_fraction": config["evaluate"]["test_fraction"]}
