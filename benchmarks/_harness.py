@@ -62,6 +62,7 @@ def make_step(
     seed: int = 0,
     device: str = "cpu",
     package: str = "dsr",
+    deconv_weight: float = 0.0,
 ):
     """Return a closure running one training batch for an ensemble of ``n_models`` models on
     ``device`` (``"auto"``: CUDA when available); on CUDA the closure synchronises before it
@@ -103,7 +104,8 @@ def make_step(
 
     def step() -> torch.Tensor:
         window = sample_windows(cohort, model_subject, batch_size, seq_len, gen)
-        loss = gtf_loss(model, dec, window, alpha, config.noise_sd, gen)
+        extra = (deconv_weight,) if deconv_weight else ()  # an older package has no such term
+        loss = gtf_loss(model, dec, window, alpha, config.noise_sd, gen, *extra)
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         opt.step()

@@ -83,6 +83,7 @@ def test_a_non_finite_prediction_spoils_only_its_model():
 def test_decode_mse_applies_only_where_it_can(monkeypatch):
     dec, z, x, _ = _case("convolved", 2, 5, 4, 3, 60, 1.4)
     assert decode_mse(dec, z, x) is not None
+    assert decode_mse(dec, z, torch.randn(60, 2, 5, 3, dtype=z.dtype), neural=True) is not None
     with_confounds = make_decoder("convolved", 2, 3, 4, spm_hrf(1.4), 2, dtype=torch.float64)
     assert decode_mse(with_confounds, z, x) is None
     assert decode_mse(dec, z.float(), x) is None  # mixed dtypes
@@ -104,17 +105,21 @@ def _gtf_problem(E, Bt, N, M, T, nan_deconv, seed=4):
 
 
 @pytest.mark.parametrize(
-    ("alpha", "E", "Bt", "N", "M", "nan_deconv"),
+    ("alpha", "E", "Bt", "N", "M", "nan_deconv", "deconv_weight"),
     [
-        (0.1, 3, 20, 4, 6, False),  # two chunks, the second partial; D = N < M
-        (1.0, 3, 20, 4, 6, True),  # sparse forcing, non-finite forcing samples
-        ("adaptive", 2, 16, 18, 18, True),  # per-model alpha, N > LANES
-        (0.3, 2, 5, 6, 6, False),  # fewer windows than lanes
+        (0.1, 3, 20, 4, 6, False, 0.0),  # two chunks, the second partial; D = N < M
+        (1.0, 3, 20, 4, 6, True, 0.0),  # sparse forcing, non-finite forcing samples
+        ("adaptive", 2, 16, 18, 18, True, 0.0),  # per-model alpha, N > LANES
+        (0.3, 2, 5, 6, 6, False, 0.0),  # fewer windows than lanes
+        (0.1, 3, 20, 4, 6, True, 2.0),  # the neural-level term, non-finite x^deconv samples
     ],
 )
-def test_whole_gtf_batch_matches_the_torch_path(monkeypatch, alpha, E, Bt, N, M, nan_deconv):
-    """Forcing, rollout, decoder and loss compiled vs tensor ops: loss and every gradient, float64
-    (noise added beforehand: the torch path samples it with torch's generator)."""
+def test_whole_gtf_batch_matches_the_torch_path(
+    monkeypatch, alpha, E, Bt, N, M, nan_deconv, deconv_weight
+):
+    """Forcing, rollout, decoder and loss (with the neural-level term where ``deconv_weight``)
+    compiled vs tensor ops: loss and every gradient, float64 (noise added beforehand: the torch
+    path samples it with torch's generator)."""
     model, dec, x, x_deconv = _gtf_problem(E, Bt, N, M, 60, nan_deconv)
     if alpha == "adaptive":
         alpha = torch.linspace(0.2, 0.9, E, dtype=torch.float64)
@@ -123,7 +128,8 @@ def test_whole_gtf_batch_matches_the_torch_path(monkeypatch, alpha, E, Bt, N, M,
     def run(backend):
         monkeypatch.setattr(rollout, "BACKEND", backend)
         assert backend == "torch" or rollout._use_compiled(x), "the compiled kernels did not load"
-        loss = gtf_loss(model, dec, (x, x_deconv, None, None), alpha, 0.0, None)
+        window = (x, x_deconv, None, None)
+        loss = gtf_loss(model, dec, window, alpha, 0.0, None, deconv_weight)
         return [loss, *torch.autograd.grad(loss.sum(), params)]
 
     compiled, reference = run("auto"), run("torch")

@@ -246,18 +246,23 @@ class IdentityDecoder(LinearDecoder):
         return torch.cat([d0, torch.einsum("ekn,ebn->ebk", self.L, d0)], dim=-1)
 
 
-def decode_mse(decoder: LinearDecoder, z: torch.Tensor, target: torch.Tensor):
+def decode_mse(decoder: LinearDecoder, z: torch.Tensor, target: torch.Tensor, neural=False):
     """``masked_mse(decoder.decode(z), target)`` (``dsr.training.gtf``, no confounds) as one
     compiled call forward and backward (``dsr.models.decoder_numba``), or None where that path does
-    not apply: CUDA, another ``decode``, confounds, other dtypes, ``DSR_ROLLOUT=torch``, no numba."""
+    not apply: CUDA, another ``decode``, confounds, other dtypes, ``DSR_ROLLOUT=torch``, no numba.
+    ``neural``: of ``decoder.readout(z)`` instead (``B z``, the kernel ``[1]``)."""
     from dsr.models import rollout
 
-    if type(decoder).decode is not LinearDecoder.decode or decoder.n_confounds:
+    method = "readout" if neural else "decode"
+    if getattr(type(decoder), method) is not getattr(LinearDecoder, method):
         return None
-    if target.shape[0] < 1 or not rollout._use_compiled(z, decoder.B, target):
+    if decoder.n_confounds or target.shape[0] < 1:
+        return None
+    if not rollout._use_compiled(z, decoder.B, target):
         return None
     kernels = rollout.compiled_kernels(z.dtype)
-    return kernels.decoder.DecodeMSE.apply(z, decoder.B, decoder.kernel, target)
+    kernel = decoder.kernel.new_ones(1) if neural else decoder.kernel
+    return kernels.decoder.DecodeMSE.apply(z, decoder.B, kernel, target)
 
 
 DECODERS = {"convolved": ConvolvedDecoder, "standard": StandardDecoder, "identity": IdentityDecoder}

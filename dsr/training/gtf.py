@@ -170,8 +170,11 @@ def gtf_loss(
     if loss is None:
         loss = masked_mse(decoder.decode(z_hat, None if r is None else r[1:]), x)
     if deconv_weight > 0:
-        neural = decoder.readout(z_hat, None if r_deconv is None else r_deconv[1:])
-        loss = loss + deconv_weight * masked_mse(neural, neural_target)
+        term = decode_mse(decoder, z_hat, neural_target, neural=True) if r is None else None
+        if term is None:
+            neural = decoder.readout(z_hat, None if r_deconv is None else r_deconv[1:])
+            term = masked_mse(neural, neural_target)
+        loss = loss + deconv_weight * term
     return loss
 
 
