@@ -222,7 +222,8 @@ def main():
             flush=True,
         )
     df = pd.concat(frames, ignore_index=True)
-    df.to_csv(C.OUT / f"{a.name}_benchmark.tsv", sep="\t", index=False)
+    if not a.no_write:  # a smoke run leaves the recorded table alone
+        df.to_csv(C.OUT / f"{a.name}_benchmark.tsv", sep="\t", index=False)
     body = []
     for start, stop in segments:
         refs = references(sets, (start, stop), kernel, a.seed)
