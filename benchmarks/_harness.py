@@ -102,9 +102,10 @@ def make_step(
     opt = torch.optim.RAdam(params, lr=1e-3, foreach=True if package == "dsr" else None)
     gen = torch.Generator(dev).manual_seed(seed + 1)
 
+    extra = (deconv_weight,) if deconv_weight else ()  # an older package has no such term
+
     def step() -> torch.Tensor:
         window = sample_windows(cohort, model_subject, batch_size, seq_len, gen)
-        extra = (deconv_weight,) if deconv_weight else ()  # an older package has no such term
         loss = gtf_loss(model, dec, window, alpha, config.noise_sd, gen, *extra)
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()

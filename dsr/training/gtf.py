@@ -166,15 +166,20 @@ def gtf_loss(
         x = _add_noise(x, noise_sd, generator)
         x_deconv = _add_noise(x_deconv, noise_sd, generator)
     z_hat = gtf_rollout(model, decoder, x_deconv, r_deconv, alpha)
-    loss = decode_mse(decoder, z_hat, x) if r is None else None  # compiled on CPU (same values)
-    if loss is None:
-        loss = masked_mse(decoder.decode(z_hat, None if r is None else r[1:]), x)
+    loss = _read_mse(decoder, z_hat, r, x, neural=False)
     if deconv_weight > 0:
-        term = decode_mse(decoder, z_hat, neural_target, neural=True) if r is None else None
-        if term is None:
-            neural = decoder.readout(z_hat, None if r_deconv is None else r_deconv[1:])
-            term = masked_mse(neural, neural_target)
-        loss = loss + deconv_weight * term
+        loss = loss + deconv_weight * _read_mse(decoder, z_hat, r_deconv, neural_target, True)
+    return loss
+
+
+def _read_mse(decoder, z_hat, r, target, neural: bool) -> torch.Tensor:
+    """Per-model masked MSE of ``decoder.decode(ẑ, r)`` (``neural``: of ``decoder.readout``, no
+    kernel) against ``target``; ``r`` is the window's regressors, aligned with ``ẑ`` from [1:].
+    Compiled on CPU without confounds (``decode_mse``, same values), tensor ops elsewhere."""
+    loss = decode_mse(decoder, z_hat, target, neural) if r is None else None
+    if loss is None:
+        read = decoder.readout if neural else decoder.decode
+        loss = masked_mse(read(z_hat, None if r is None else r[1:]), target)
     return loss
 
 
