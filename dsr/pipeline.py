@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from dsr._validation import check_choice
-from dsr.atomic import write_json, write_npy, write_npz
+from dsr.atomic import write_json, write_npz, write_text
 from dsr.errors import DsrInputError
 
 log = logging.getLogger(__name__)
@@ -146,21 +146,34 @@ def run_extract(kind: str, input_dir, subject: str, out_dir, **options) -> Path:
     from dsr.io import save_extraction
 
     check_choice("input.kind", kind, EXTRACTORS)
-    result = EXTRACTORS[kind](Path(input_dir), subject, options)
-    out = Path(out_dir)
-    save_extraction(result, out)
-    if result.confounds is None:  # a fixed output set: no regressors is a (T, 0) array
-        write_npy(out / "confounds.npy", np.zeros((len(result.timeseries), 0), np.float32))
-    return out
+    save_extraction(EXTRACTORS[kind](Path(input_dir), subject, options), out_dir)
+    return Path(out_dir)
 
 
-def subject_kernel(meta: dict, kernel: str = "auto", tau_s: float = 0.7, path=None) -> np.ndarray:
-    """Observation kernel for a subject: HRF at ``meta['tr_s']`` or calcium at ``meta['fs_hz']``."""
+def run_align(extract_dirs: list, out_dirs: list, table_path) -> list[Path]:
+    """Give every subject the regions all subjects have (``extract.align_regions``).
+
+    Regions are matched by atlas id (``dsr.io.align_regions``); one that is empty in any subject
+    (outside its brain mask or field of view) is dropped from all. Writes each subject's aligned
+    series to ``out_dirs[s]`` and ``dsr.io.region_table`` to ``table_path`` (TSV).
+    """
+    from dsr.io import align_regions, load_extraction, region_table, save_extraction
+
+    aligned, report = align_regions([load_extraction(d) for d in extract_dirs])
+    table = region_table(report)
+    write_text(table_path, table.to_csv(sep="\t", index=False))
+    log.info("regions (kept: in every subject; missing_in: who lacks them):\n%s", table)
+    for res, out in zip(aligned, out_dirs, strict=True):
+        save_extraction(res, out)
+    return [Path(o) for o in out_dirs]
+
+
+def subject_kernel(meta: dict, decoder: str = "convolved", tau_s: float = 0.7) -> np.ndarray:
+    """Observation kernel for a subject: HRF at ``meta['tr_s']`` or calcium at ``meta['fs_hz']``
+    (the standard decoder on calcium data: none)."""
     from dsr.signal.kernels import make_kernel
 
-    if kernel == "file":
-        return make_kernel("file", path=path)
-    if kernel == "standard":
+    if decoder == "standard":
         return make_kernel("hrf", tr_s=meta["tr_s"]) if "tr_s" in meta else np.ones(1)
     if "tr_s" in meta and meta["tr_s"]:
         return make_kernel("hrf", tr_s=meta["tr_s"])
@@ -196,12 +209,14 @@ def run_fit(
     import torch
 
     from dsr.cli import write_fit_outputs
-    from dsr.io import load_extraction
+    from dsr.io import check_no_empty_regions, load_extraction
     from dsr.training.ensemble import save_ensemble
     from dsr.training.loop import TrainingConfig, fit_ensemble
 
     torch.set_num_threads(max(1, int(threads)))
     loaded = [load_extraction(d) for d in extract_dirs]
+    for extracted, d, subject in zip(loaded, extract_dirs, subjects, strict=True):
+        check_no_empty_regions(extracted, d, subject)
     metas = [e.meta for e in loaded]
     units = {(m.get("tr_s"), m.get("fs_hz")) for m in metas}
     if len(units) > 1:

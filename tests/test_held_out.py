@@ -26,7 +26,9 @@ FAST = dict(epochs=2, batches_per_epoch=2, seq_len=60, hidden_dim=8, checkpoint_
 @pytest.fixture(scope="module")
 def series():
     kernel = spm_hrf(1.2)
-    return simulate_convolved(simulate_latent(limit_cycle_plrnn(), 400), kernel, noise_sd=0.05), kernel
+    return simulate_convolved(
+        simulate_latent(limit_cycle_plrnn(), 400), kernel, noise_sd=0.05
+    ), kernel
 
 
 # --------------------------------------------------------------------------- the split
@@ -39,11 +41,12 @@ def test_fit_trains_on_the_first_part_only(series):
     x, kernel = series
     held_out = fit_ensemble([x], kernel, config=TrainingConfig(**FAST), device="cpu")
     first_part = fit_ensemble(
-        [x[: train_length(len(x), 0.25)]], kernel, config=TrainingConfig(**FAST, test_fraction=0), device="cpu"
+        [x[: train_length(len(x), 0.25)]],
+        kernel,
+        config=TrainingConfig(**FAST, test_fraction=0),
+        device="cpu",
     )
-    for a, b in zip(
-        held_out.model.parameters(), first_part.model.parameters(), strict=True
-    ):
+    for a, b in zip(held_out.model.parameters(), first_part.model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -61,8 +64,13 @@ def test_evaluate_scores_the_held_out_part(series):
 def test_too_short_test_part_names_the_subject(series):
     x, kernel = series
     with pytest.raises(Exception, match="subject 'short'.*test_fraction"):
-        fit_ensemble([x[:200]], kernel, subject_ids=["short"], config=TrainingConfig(
-            **FAST, test_fraction=0.1), device="cpu")
+        fit_ensemble(
+            [x[:200]],
+            kernel,
+            subject_ids=["short"],
+            config=TrainingConfig(**FAST, test_fraction=0.1),
+            device="cpu",
+        )
 
 
 # --------------------------------------------------------------------------- PE_n never drops

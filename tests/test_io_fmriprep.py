@@ -16,6 +16,8 @@ from dsr.io import (
     save_extraction,
 )
 from dsr.io.screening import screen_nonstationarity
+from dsr.pipeline import run_align, run_fit
+from dsr.report.html import _extraction_summary
 
 MOTION = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
 
@@ -159,22 +161,53 @@ def test_nan_only_region_is_an_error(subject_copy):
         extract_fmriprep_subject(run, *_atlas(root), confounds_strategy=None)
 
 
-def test_empty_region_reported_and_aligned(subject_copy, demo_cohort):
+@pytest.fixture
+def empty_region(subject_copy, demo_cohort):
+    """sub-01 with region 5 outside its brain mask (all voxels 0), and sub-02 as written."""
     run, root = subject_copy
     img = nib.load(run.bold)
     data = np.asarray(img.dataobj).copy()
     labels = np.asarray(nib.load(root / "atlas/atlas-demo_dseg.nii.gz").dataobj)
-    data[labels == 5] = 0.0  # outside the brain mask in this subject
+    data[labels == 5] = 0.0
     nib.save(nib.Nifti1Image(data, img.affine, img.header), run.bold)
     bad = extract_fmriprep_subject(run, *_atlas(root), confounds_strategy=None)
-    assert bad.meta["empty_regions"] == [5] and np.isnan(bad.timeseries[:, 4]).all()
     good = extract_fmriprep_subject(
         find_fmriprep_runs(demo_cohort)[1], *_atlas(demo_cohort), confounds_strategy=None
     )
+    return bad, good
+
+
+def test_empty_region_reported_and_aligned(empty_region):
+    bad, good = empty_region
+    assert bad.meta["empty_regions"] == [5] and np.isnan(bad.timeseries[:, 4]).all()
     aligned, report = align_regions([bad, good])
     assert [r.timeseries.shape for r in aligned] == [(300, 6), (300, 6)]
     assert report["dropped"] == [{"region_id": 5, "region_name": "region05", "missing_in": ["01"]}]
     assert 5 not in aligned[1].meta["region_ids"]
+
+
+def test_fit_names_the_empty_region_and_align_step_drops_it(empty_region, tmp_path):
+    """The fit refuses an empty region with the fix; the workflow's align step applies it."""
+    dirs = [tmp_path / "extract" / s for s in ("sub-01", "sub-02")]
+    for res, d in zip(empty_region, dirs, strict=True):
+        save_extraction(res, d)
+    with pytest.raises(DsrInputError, match=r"sub-01: region\(s\) 5 \(region05\) are empty.*"
+                       r"extract\.align_regions: true"):  # fmt: skip
+        run_fit([dirs[0]], [tmp_path / "fit"], ["sub-01"], {"epochs": 1})
+    assert not (tmp_path / "fit").exists()
+    out = [tmp_path / "aligned" / s for s in ("sub-01", "sub-02")]
+    run_align(dirs, out, tmp_path / "regions.tsv")
+    table = pd.read_csv(tmp_path / "regions.tsv", sep="\t", dtype={"missing_in": str})
+    assert table["kept"].tolist() == [True] * 6 + [False]
+    assert table.iloc[-1][["region_id", "missing_in"]].tolist() == [5, "01"]
+    for d, original in zip(out, empty_region, strict=True):
+        got = load_extraction(d)
+        assert got.timeseries.shape == (300, 6) and got.meta["empty_regions"] == []
+        assert got.meta["region_ids"] == [1, 2, 3, 4, 6, 7]
+        np.testing.assert_array_equal(got.timeseries, original.timeseries[:, [0, 1, 2, 3, 5, 6]])
+        assert (d / "confounds.npy").is_file()  # the workflow's fixed output set
+        summary = _extraction_summary(got.meta, got.timeseries)  # the subject report's table
+        assert summary["dropped for the cohort (extract.align_regions)"] == "region05 (empty in 01)"
 
 
 def test_exclude_nonstationary(demo_cohort):

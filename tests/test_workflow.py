@@ -229,3 +229,47 @@ def test_state_space_models_run_through_the_workflow(tmp_path, model):
     else:
         assert fp["method"] == "not searched" and fp["cycles"] == []
         assert "were not searched: the selectiveSSM map" in html
+
+
+def test_align_regions_drops_a_region_one_subject_lacks(tmp_path):
+    """fMRIPrep input where sub-01's region 3 lies outside its brain mask: without
+    extract.align_regions its fit stops naming the region and the fix; with it both subjects are
+    fitted on the five regions they share, listed in results/cohort/regions.tsv."""
+    import nibabel as nib
+
+    from dsr.synthetic.fmriprep_demo import write_demo_cohort
+
+    data = write_demo_cohort(
+        tmp_path / "input", n_subjects=2, n_volumes=200, n_regions=6, grid=10,
+        lyapunov_steps=500,
+    )  # fmt: skip
+    bold = next((data / "sub-01/func").glob("*desc-preproc_bold.nii.gz"))
+    img = nib.load(bold)
+    labels = np.asarray(nib.load(data / "atlas/atlas-demo_dseg.nii.gz").dataobj)
+    values = np.asarray(img.dataobj).copy()
+    values[labels == 3] = 0.0
+    nib.save(nib.Nifti1Image(values, img.affine, img.header), bold)
+    config = {
+        **TINY,
+        "input": {
+            "kind": "fmriprep", "dir": str(data),
+            "atlas": str(data / "atlas/atlas-demo_dseg.nii.gz"),
+            "labels": str(data / "atlas/atlas-demo_dseg.tsv"),
+        },
+    }  # fmt: skip
+    fits = [f"results/{s}/fit/fit.json" for s in SUBJECTS]
+    proc = snakemake(tmp_path, config, "--cores", "2", *fits)
+    assert proc.returncode != 0
+    log = (tmp_path / "logs/fit/sub-01.log").read_text()
+    assert "region(s) 3 (region03) are empty" in log and "extract.align_regions: true" in log
+    config["extract"] = {"align_regions": True}
+    proc = snakemake(tmp_path, config, "--cores", "2", *fits)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    table = pd.read_csv(tmp_path / "results/cohort/regions.tsv", sep="\t")
+    assert table.loc[~table["kept"], "region_id"].tolist() == [3]
+    for s in SUBJECTS:
+        x = np.load(tmp_path / f"results/{s}/aligned/timeseries.npy")
+        assert x.shape == (200, 5) and np.isfinite(x).all()
+        assert np.load(tmp_path / f"results/{s}/extract/timeseries.npy").shape == (200, 6)
+        fit = yaml.safe_load((tmp_path / f"results/{s}/fit/fit.json").read_text())
+        assert fit["data"] == f"results/{s}/aligned"

@@ -138,8 +138,10 @@ def main() -> None:
         cfg["demo"]["n_volumes"], suffix = args.volumes, f"-T{args.volumes}"
     generator = {k: float(v) for k, v in (c.split("=", 1) for c in args.cohort)}
     if generator:  # one cached cohort per set of generator options
-        cfg["demo"]["generator"] = generator
         suffix += "".join(f"-{k}{v:g}" for k, v in sorted(generator.items()))
+        for key in set(generator) & set(cfg["demo"]):  # demo-section keys (n_regions, tr_s, ...)
+            cfg["demo"][key] = type(cfg["demo"][key])(generator.pop(key))
+        cfg["demo"]["generator"] = generator
     base = C.OUT / f"demo_recipe_rho{low:g}-{high:g}{suffix.replace('-', '_')}"
     subjects, extract_dirs, demo = extracted_cohort(cfg, base)
     extra = C.config_overrides(args.set)

@@ -5,6 +5,7 @@ fMRIPrep derivatives (BIDS discovery, atlas extraction with nilearn, confounds),
 result that every later stage reads (``timeseries.npy``, ``confounds.npy``, ``meta.json``).
 
 Exports: ``ExtractionResult``, ``save_extraction``, ``load_extraction``, ``align_regions``,
+``region_table``, ``check_no_empty_regions``,
 ``FmriprepRun``, ``find_fmriprep_runs``, ``read_tr``, ``extract_fmriprep_subject``,
 ``extract_calcium``, ``read_suite2p``, ``read_nwb``, ``extract_array``, ``load_array``,
 ``screen_nonstationarity``, ``exclude_nonstationary``.
@@ -14,13 +15,15 @@ from dsr.io.arrays import extract_array, load_array
 from dsr.io.bids import FmriprepRun, find_fmriprep_runs, read_tr
 from dsr.io.calcium import extract_calcium, read_nwb, read_suite2p
 from dsr.io.fmriprep import extract_fmriprep_subject
-from dsr.io.result import ExtractionResult, align_regions, load_extraction, save_extraction
+from dsr.io.regions import align_regions, check_no_empty_regions, region_table
+from dsr.io.result import ExtractionResult, load_extraction, save_extraction
 from dsr.io.screening import exclude_nonstationary, screen_nonstationarity
 
 __all__ = [
     "ExtractionResult",
     "FmriprepRun",
     "align_regions",
+    "check_no_empty_regions",
     "exclude_nonstationary",
     "extract_array",
     "extract_calcium",
@@ -31,6 +34,7 @@ __all__ = [
     "read_nwb",
     "read_suite2p",
     "read_tr",
+    "region_table",
     "save_extraction",
     "screen_nonstationarity",
 ]

@@ -119,6 +119,17 @@ def subject_figures(res: dict, shown: list[int], truth: dict | None) -> dict:
     }
 
 
+def _cohort_dropped(meta: dict) -> dict:
+    """The report row for regions that ``extract.align_regions`` dropped (none: no row)."""
+    if "cohort_dropped_regions" not in meta:
+        return {}
+    dropped = [
+        f"{d['region_name']} (empty in {', '.join(map(str, d['missing_in']))})"
+        for d in meta["cohort_dropped_regions"]
+    ]
+    return {"dropped for the cohort (extract.align_regions)": "; ".join(dropped) or "none"}
+
+
 def _extraction_summary(meta: dict, x: np.ndarray) -> dict:
     cleaning = meta.get("cleaning", {})
     return {
@@ -130,6 +141,7 @@ def _extraction_summary(meta: dict, x: np.ndarray) -> dict:
         "confounds mode": cleaning.get("confounds_mode", "n/a"),
         "confound columns": ", ".join(cleaning.get("confound_columns", [])) or "none",
         "empty regions": ", ".join(map(str, meta.get("empty_regions", []))) or "none",
+        **_cohort_dropped(meta),
         "source": ", ".join(f"{k}: {v}" for k, v in meta.get("files", {}).items()),
     }
 

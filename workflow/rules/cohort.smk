@@ -1,6 +1,6 @@
 rule cohort:
     input:
-        meta=expand("results/{subject}/extract/meta.json", subject=SUBJECTS),
+        meta=expand(series_meta(), subject=SUBJECTS),
         metrics=expand("results/{subject}/evaluate/metrics.tsv", subject=SUBJECTS),
         trajectories=expand(
             "results/{subject}/evaluate/trajectories.npz", subject=SUBJECTS

@@ -104,8 +104,20 @@ def get_extract_params():
         "space": INPUT["space"],
         "tr_s": INPUT["tr_s"],
         "fs_hz": INPUT["fs_hz"],
-        **config["extract"],
+        **{k: v for k, v in config["extract"].items() if k != "align_regions"},
     }
+
+
+def is_aligned():
+    """extract.align_regions: every subject gets the regions all subjects have."""
+    return config["extract"]["align_regions"]
+
+
+def series_meta(subject="{subject}"):
+    """meta.json of the series a subject is fitted and scored on: its extraction or, with
+    extract.align_regions, its copy with the cohort's common regions (rule align_regions).
+    """
+    return f"results/{subject}/{'aligned' if is_aligned() else 'extract'}/meta.json"
 
 
 def get_training_params():

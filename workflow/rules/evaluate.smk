@@ -2,7 +2,7 @@ rule evaluate:
     input:
         model="results/{subject}/fit/model.pt",
         fit="results/{subject}/fit/fit.json",
-        meta="results/{subject}/extract/meta.json",
+        meta=series_meta(),
     output:
         metrics="results/{subject}/evaluate/metrics.tsv",
         summary="results/{subject}/evaluate/summary.json",

@@ -19,3 +19,28 @@ rule extract:
         options=get_extract_params(),
     script:
         "../scripts/extract.py"
+
+
+if is_aligned():
+
+    # One job: needs every extraction, so adding a subject re-runs every fit.
+    rule align_regions:
+        input:
+            expand("results/{subject}/extract/meta.json", subject=SUBJECTS),
+        output:
+            series=expand(
+                "results/{subject}/aligned/{file}",
+                subject=SUBJECTS,
+                file=["timeseries.npy", "confounds.npy", "meta.json"],
+            ),
+            table="results/cohort/regions.tsv",
+        log:
+            "logs/extract/align_regions.log",
+        conda:
+            "../envs/dsr.yaml"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        script:
+            "../scripts/align.py"

@@ -10,7 +10,7 @@ if config["fit"]["batch_subjects"] or is_hierarchical():
     # split into per-subject folders.
     rule fit_cohort:
         input:
-            expand("results/{subject}/extract/meta.json", subject=SUBJECTS),
+            expand(series_meta(), subject=SUBJECTS),
         output:
             cohort=expand("results/cohort_fit/{file}", file=COHORT_FIT_FILES),
             subjects=expand(
@@ -41,7 +41,7 @@ else:
 
     rule fit:
         input:
-            "results/{subject}/extract/meta.json",
+            series_meta(),
         output:
             expand("results/{{subject}}/fit/{file}", file=FIT_FILES),
         log:

@@ -1,6 +1,6 @@
 rule subject_report:
     input:
-        meta="results/{subject}/extract/meta.json",
+        meta=series_meta(),
         fit="results/{subject}/fit/fit.json",
         metrics="results/{subject}/evaluate/metrics.tsv",
         fixed_points="results/{subject}/evaluate/fixed_points.json",
