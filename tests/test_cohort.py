@@ -86,19 +86,21 @@ def test_cohort_compares_held_out_parts(tmp_path):
     rng = np.random.default_rng(0)
     x, x_gen = rng.normal(size=(100, 2)), rng.normal(size=(3, 100, 2))
     ex, ev = tmp_path / "extract", tmp_path / "evaluate"
-    save_extraction(ExtractionResult(x.astype(np.float32), None, {"tr_s": 1.0}), ex)
+    meta = {"tr_s": 1.0, "nonstationarity": {"flagged": True, "subject_p": 0.01}}
+    save_extraction(ExtractionResult(x.astype(np.float32), None, meta), ex)
     ev.mkdir()
     table = {"model": [0, 1, 2], "status": "ok", "selected": True, "selected_on": "test",
              "dstsp_test": [0.1, 0.2, 0.3], "dh_test": 0.1, "lambda_max": 0.01}  # fmt: skip
     pd.DataFrame(table).to_csv(ev / "metrics.tsv", sep="\t", index=False)
     (ev / "summary.json").write_text(json.dumps({"sub-01": {"n_train": 75}}))
     np.savez(ev / "trajectories.npz", x_gen=x_gen)
-    data, gen, _, train = cohort._cohort_inputs(
+    data, gen, _, train, screen_p = cohort._cohort_inputs(
         ["sub-01"], [ex], [ev], cohort.read_summaries(["sub-01"], [ev]), n_show=2
     )
     np.testing.assert_allclose(data["sub-01"], x[75:].astype(np.float32))
     np.testing.assert_array_equal(gen["sub-01"], x_gen[:2, 75:])
     np.testing.assert_allclose(train["sub-01"], x[:75].astype(np.float32))
+    assert screen_p == {"sub-01": 0.01}  # the extraction's screen reaches summary.tsv
 
 
 def test_data_reference_puts_each_subjects_own_data_on_the_diagonal():

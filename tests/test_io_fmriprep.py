@@ -9,7 +9,6 @@ import pytest
 from dsr.errors import DsrInputError
 from dsr.io import (
     align_regions,
-    exclude_nonstationary,
     extract_fmriprep_subject,
     find_fmriprep_runs,
     load_extraction,
@@ -17,7 +16,7 @@ from dsr.io import (
 )
 from dsr.io.screening import screen_nonstationarity
 from dsr.pipeline import run_align, run_fit
-from dsr.report.html import _extraction_summary
+from dsr.report.extraction import extraction_summary
 
 MOTION = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
 
@@ -206,21 +205,46 @@ def test_fit_names_the_empty_region_and_align_step_drops_it(empty_region, tmp_pa
         assert got.meta["region_ids"] == [1, 2, 3, 4, 6, 7]
         np.testing.assert_array_equal(got.timeseries, original.timeseries[:, [0, 1, 2, 3, 5, 6]])
         assert (d / "confounds.npy").is_file()  # the workflow's fixed output set
-        summary = _extraction_summary(got.meta, got.timeseries)  # the subject report's table
+        summary = extraction_summary(got.meta, got.timeseries)  # the subject report's table
         assert summary["dropped for the cohort (extract.align_regions)"] == "region05 (empty in 01)"
 
 
-def test_exclude_nonstationary(demo_cohort):
+def test_nonstationarity_screen_flags_a_drifting_subject(demo_cohort):
+    """The screen is in meta.json; the subject report's table says which way it went."""
     run = find_fmriprep_runs(demo_cohort)[0]
     res = extract_fmriprep_subject(run, *_atlas(demo_cohort), confounds_strategy=None)
     screen = res.meta["nonstationarity"]
     assert screen["window"] == 40 and len(screen["region_corr"]) == 7
-    steady = type(res)(res.timeseries, None, dict(res.meta, nonstationarity={"flagged": False}))
     ramp = np.linspace(0.2, 3.0, 300)[:, None].astype(np.float32)
     drift = res.timeseries * ramp
-    meta = dict(res.meta, subject="drift", nonstationarity=screen_nonstationarity(drift))
-    assert meta["nonstationarity"]["flagged"] and meta["nonstationarity"]["subject_corr"] > 0.5
-    kept, excluded = exclude_nonstationary([steady, type(res)(drift, None, meta)])
-    assert excluded == ["drift"] and kept == [steady]
-    with pytest.raises(DsrInputError, match="every subject"):
-        exclude_nonstationary([type(res)(drift, None, meta)])
+    flagged = screen_nonstationarity(drift)
+    assert flagged["flagged"] and flagged["subject_corr"] > 0.5 and all(flagged["region_flag"])
+    assert flagged["subject_p"] < 0.05  # few stationary surrogates come as close
+    steady = screen_nonstationarity(np.random.default_rng(1).standard_normal((300, 7)))
+    assert steady["subject_p"] > 0.05
+    rows = [
+        extraction_summary(dict(res.meta, nonstationarity=s), res.timeseries)[
+            "non-stationarity screen"
+        ]
+        for s in (steady, flagged)
+    ]
+    assert rows[0].endswith("consistent with stationarity")
+    assert rows[1].startswith("FLAGGED") and "region01, region02" in rows[1]
+    assert rows[1].endswith(": a drifting variance")
+
+
+def test_surrogate_p_is_calibrated_where_the_papers_rule_is_not():
+    """Stationary white noise: the paper's |r| > 0.16 flags about half of the series, the
+    surrogate test at 5 % about one in twenty; a variance ramp is caught by both."""
+    noise = [
+        screen_nonstationarity(np.random.default_rng(i).standard_normal((500, 6)))
+        for i in range(60)
+    ]
+    assert np.mean([s["flagged"] for s in noise]) > 0.3
+    assert np.mean([s["subject_p"] < 0.05 for s in noise]) < 0.12
+    ramp = np.linspace(0.5, 2.0, 500)[:, None]
+    drift = [
+        screen_nonstationarity(np.random.default_rng(i).standard_normal((500, 6)) * ramp)
+        for i in range(10)
+    ]
+    assert all(s["flagged"] and s["subject_p"] < 0.05 for s in drift)

@@ -101,6 +101,9 @@ def test_every_output_exists(run_dir):
     assert (metrics["selected_on"] == "test").all() and "escaped" in metrics
     report = (run_dir / "results/sub-01/report.html").read_text()
     assert "held-out D_stsp" in report and "Floor" in report
+    assert "non-stationarity screen" in report and "r(moving variance, time)" in report
+    summary = pd.read_csv(run_dir / "results/cohort/summary.tsv", sep="\t")
+    assert summary["nonstationarity_p"].between(0, 1).all()
     emb = pd.read_csv(run_dir / "results/cohort/embedding.tsv", sep="\t")
     assert list(emb["subject"]) == SUBJECTS
 

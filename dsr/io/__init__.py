@@ -8,7 +8,7 @@ Exports: ``ExtractionResult``, ``save_extraction``, ``load_extraction``, ``align
 ``region_table``, ``check_no_empty_regions``,
 ``FmriprepRun``, ``find_fmriprep_runs``, ``read_tr``, ``extract_fmriprep_subject``,
 ``extract_calcium``, ``read_suite2p``, ``read_nwb``, ``extract_array``, ``load_array``,
-``screen_nonstationarity``, ``exclude_nonstationary``.
+``screen_nonstationarity``.
 """
 
 from dsr.io.arrays import extract_array, load_array
@@ -17,14 +17,13 @@ from dsr.io.calcium import extract_calcium, read_nwb, read_suite2p
 from dsr.io.fmriprep import extract_fmriprep_subject
 from dsr.io.regions import align_regions, check_no_empty_regions, region_table
 from dsr.io.result import ExtractionResult, load_extraction, save_extraction
-from dsr.io.screening import exclude_nonstationary, screen_nonstationarity
+from dsr.io.screening import screen_nonstationarity
 
 __all__ = [
     "ExtractionResult",
     "FmriprepRun",
     "align_regions",
     "check_no_empty_regions",
-    "exclude_nonstationary",
     "extract_array",
     "extract_calcium",
     "extract_fmriprep_subject",

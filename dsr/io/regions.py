@@ -63,6 +63,10 @@ def align_regions(
         cols = [res.meta["region_ids"].index(rid) for rid in kept]
         meta = dict(res.meta, region_ids=kept, region_names=[names[r] for r in kept])
         meta["empty_regions"] = []
+        if screen := res.meta.get("nonstationarity"):  # per-region lists follow the columns
+            meta["nonstationarity"] = screen | {
+                k: [screen[k][c] for c in cols] for k in ("region_corr", "region_flag")
+            }
         meta["cohort_dropped_regions"] = dropped
         aligned.append(replace(res, timeseries=res.timeseries[:, cols], meta=meta))
     return aligned, {"kept_ids": kept, "kept_names": [names[r] for r in kept], "dropped": dropped}

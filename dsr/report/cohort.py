@@ -185,10 +185,11 @@ def _cohort_inputs(subjects, extract_dirs, eval_dirs, summaries, n_show):
     from dsr.io import load_extraction
     from dsr.report.html import shown_models, step_seconds
 
-    data, gen, lam, train = {}, {}, {}, {}
+    data, gen, lam, train, screen_p = {}, {}, {}, {}, {}
     for s, ex, ev in zip(subjects, extract_dirs, eval_dirs, strict=True):
         extracted = load_extraction(ex)
         x, meta = extracted.timeseries, extracted.meta
+        screen_p[s] = (meta.get("nonstationarity") or {}).get("subject_p", np.nan)
         table = pd.read_csv(Path(ev) / "metrics.tsv", sep="\t")
         shown, _ = shown_models(table, n_show)
         # compare held-out parts: the models were fitted to the first n_train samples
@@ -198,7 +199,7 @@ def _cohort_inputs(subjects, extract_dirs, eval_dirs, summaries, n_show):
         sel = table["selected"].astype(bool)
         pool = sel if sel.sum() >= 2 else table["status"] == "ok"
         lam[s] = table.loc[pool, "lambda_max"].to_numpy() / step_seconds(meta)
-    return data, gen, lam, (train if all(len(t) for t in train.values()) else None)
+    return data, gen, lam, (train if all(len(t) for t in train.values()) else None), screen_p
 
 
 def run_cohort(
@@ -227,8 +228,12 @@ def run_cohort(
     from dsr.report.html import write_cohort_report
 
     summaries = read_summaries(subjects, eval_dirs)
-    data, gen, lam, train = _cohort_inputs(subjects, extract_dirs, eval_dirs, summaries, n_show)
+    data, gen, lam, train, screen_p = _cohort_inputs(
+        subjects, extract_dirs, eval_dirs, summaries, n_show
+    )
     summary = subject_summary(summaries, truths)
+    # the extraction's non-stationarity screen: p against stationary surrogates
+    summary.insert(1, "nonstationarity_p", [screen_p[s] for s in subjects])
     test = lambda_variance_test(lam)
     dstsp, dh = dissimilarity(data, gen)
     reference = data_reference(data, train) if train is not None else None

@@ -13,6 +13,7 @@ import pandas as pd
 from dsr import __version__
 from dsr.atomic import write_text
 from dsr.report import figures as F
+from dsr.report.extraction import extraction_summary
 
 SUBJECT_FIGURES = (
     "data",
@@ -119,33 +120,6 @@ def subject_figures(res: dict, shown: list[int], truth: dict | None) -> dict:
     }
 
 
-def _cohort_dropped(meta: dict) -> dict:
-    """The report row for regions that ``extract.align_regions`` dropped (none: no row)."""
-    if "cohort_dropped_regions" not in meta:
-        return {}
-    dropped = [
-        f"{d['region_name']} (empty in {', '.join(map(str, d['missing_in']))})"
-        for d in meta["cohort_dropped_regions"]
-    ]
-    return {"dropped for the cohort (extract.align_regions)": "; ".join(dropped) or "none"}
-
-
-def _extraction_summary(meta: dict, x: np.ndarray) -> dict:
-    cleaning = meta.get("cleaning", {})
-    return {
-        "samples × regions": f"{x.shape[0]} × {x.shape[1]}",
-        "TR (s)" if meta.get("tr_s") else "sampling rate (Hz)": meta.get("tr_s")
-        or meta.get("fs_hz"),
-        "regions": ", ".join(map(str, meta.get("region_names", []))),
-        "confounds strategy": ", ".join(cleaning.get("confounds_strategy") or []) or "none",
-        "confounds mode": cleaning.get("confounds_mode", "n/a"),
-        "confound columns": ", ".join(cleaning.get("confound_columns", [])) or "none",
-        "empty regions": ", ".join(map(str, meta.get("empty_regions", []))) or "none",
-        **_cohort_dropped(meta),
-        "source": ", ".join(f"{k}: {v}" for k, v in meta.get("files", {}).items()),
-    }
-
-
 METRIC_COLUMNS = (  # the report's column order: identity, selection, then train | test pairs
     "model", "restart", "status", "selected", "escaped", "pe1_train", "pe10_train", "pe10_test",
     "pe20_train", "pe20_test", "dstsp_train", "dstsp_test", "dh_train", "dh_test",
@@ -243,7 +217,7 @@ def write_subject_report(
         title=f"dsr report: {subject}",
         subject=subject,
         sections=["data", "training", "models", "metrics", "dynamics"],
-        extraction=_extraction_summary(res["meta"], res["x"]),
+        extraction=extraction_summary(res["meta"], res["x"]),
         warnings=res["meta"].get("warnings", []),
         figures={k: encode_png(p) for k, p in figure_paths.items()},
         fit=res["fit"],
