@@ -54,6 +54,7 @@ TR = 0.5
 N_SERIES, N_TRAIN = 500, 375  # pseudo-empirical series: train 375, test 125
 LONG = (5000, 10_000)  # ground-truth test set of --long-test
 FAR = 1e6  # value of a non-finite readout
+ORACLE = "oracle: SSM fitted to the rates"
 
 
 def parse():
@@ -69,6 +70,9 @@ def parse():
                    help="TrainingConfig overrides for both methods, e.g. alpha=0.2")  # fmt: skip
     p.add_argument("--conv-set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="overrides for the convSSM only, e.g. deconv_weight=3")  # fmt: skip
+    p.add_argument("--oracle", action="store_true",
+                   help="also fit the standard SSM to the true rates themselves (no HRF): what "
+                   "375 samples allow any model of this class, whatever the observation")  # fmt: skip
     a = C.fill_scaled(
         p.parse_args(),
         dict(datasets=(100, 10), restarts=(10, 4), epochs=(1000, 500), batches=(50, 20)),
@@ -142,9 +146,10 @@ def references(sets, segment, kernel, seed) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["set", "reference", "D", "D_raw", "centroid_hz"])
 
 
-def score(fitted, sets, segments, n_traj, seed) -> pd.DataFrame:
-    """One row per model and segment: D and D_raw of its free runs' ``B z``."""
-    x_train = [d["bold"][:N_TRAIN] for d in sets]
+def score(fitted, sets, segments, n_traj, seed, observed="bold") -> pd.DataFrame:
+    """One row per model and segment: D and D_raw of its free runs' ``B z``, started from the
+    states inferred from the ``observed`` series it was fitted to."""
+    x_train = [d[observed][:N_TRAIN] for d in sets]
     gens = readouts(fitted, x_train, segments, n_traj, seed)
     rows = []
     for (start, stop), gen in zip(segments, gens, strict=True):
@@ -183,7 +188,7 @@ def summary(df, refs, segment) -> str:
             f"over per-set medians Z = {zs:.2f}, p = {ps:.3g}; convSSM median "
             f"{'below' if below else 'NOT below'} the BOLD-as-latent reference ({bold:.3g})."
         )
-    for name in ("convSSM", "standardSSM"):
+    for name in df.method.unique():  # convSSM, standardSSM (and the oracle with --oracle)
         g = df[(df.segment == segment) & (df.method == name)]
         ok = f"{int((g.status == 'ok').sum())}/{len(g)}"
         rows.append([name, ok, C.med_iqr(g.D), C.med_iqr(g.D_raw), C.med_iqr(g.centroid_hz)])
@@ -210,10 +215,14 @@ def main():
     training |= C.config_overrides(a.set)
     conv_only = C.config_overrides(a.conv_set)
     frames, train_s = [], {}
-    for name, dec, extra in [("convSSM", "convolved", conv_only), ("standardSSM", "standard", {})]:
-        fitted = C.fit(a, x, kernel, sids, device, decoder=dec, **(training | extra))
+    arms = [("convSSM", "convolved", conv_only, "bold"), ("standardSSM", "standard", {}, "bold")]
+    arms += [(ORACLE, "standard", {}, "latent")] if a.oracle else []
+    for name, dec, extra, observed in arms:
+        data = x if observed == "bold" else [d["latent"][:N_SERIES] for d in sets]
+        k = kernel if observed == "bold" else np.ones(1)  # the rates: no HRF to deconvolve
+        fitted = C.fit(a, data, k, sids, device, decoder=dec, **(training | extra))
         train_s[name] = fitted.wall_time_s
-        t = score(fitted, sets, segments, a.n_traj, a.seed)
+        t = score(fitted, sets, segments, a.n_traj, a.seed, observed)
         t["method"] = name
         frames.append(t)
         print(

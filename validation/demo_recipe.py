@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from dsr.io import ExtractionResult, save_extraction
 from dsr.pipeline import run_cohort, run_demo, run_evaluate, run_extract, run_fit
 from dsr.report.cohort import data_reference, own_best
 from dsr.training.loop import TrainingConfig
@@ -51,8 +52,11 @@ def parse():
     p.add_argument("--volumes", type=int, default=None,
                    help="volumes per subject (default: demo.n_volumes of config.yaml)")  # fmt: skip
     p.add_argument("--cohort", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="write_demo_cohort options beyond config.yaml's demo section, e.g. "
-                   "time_unit_s=40 noise_sd=0 (numbers)")  # fmt: skip
+                   help="write_demo_cohort options (numbers), e.g. time_unit_s=40 noise_sd=0; "
+                   "keys of config.yaml's demo section (n_regions=10) replace its values")  # fmt: skip
+    p.add_argument("--oracle", action="store_true",
+                   help="fit the planted Lorenz states themselves (no HRF, mixing or noise; "
+                   "standard decoder): what the subjects' 375 training samples allow")  # fmt: skip
     p.add_argument("--hierarchical", action="store_true",
                    help="one hierarchical cohort model (fit.hierarchical of config.yaml, enabled)")  # fmt: skip
     return p.parse_args()
@@ -86,6 +90,20 @@ def extracted_cohort(cfg: dict, base: Path) -> tuple[list[str], list[Path], Path
             run_extract("demo", demo, s, out, **options)
         dirs.append(out)
     return subjects, dirs, demo
+
+
+def planted_states(subjects, demo: Path, out: Path, tr_s: float) -> list[Path]:
+    """Each subject's planted Lorenz states ``(T, 3)`` written as an extraction (``--oracle``).
+    The rate is given as ``fs_hz`` = 1 / TR, for which the standard decoder's forcing is the
+    states themselves (no HRF to deconvolve); λ per second is unchanged."""
+    dirs = []
+    for s in subjects:
+        x = np.load(demo / "ground_truth" / f"{s}_latent.npy")
+        meta = {"subject": s, "fs_hz": 1 / tr_s, "region_ids": [0, 1, 2],
+                "region_names": ["x", "y", "z"], "empty_regions": []}  # fmt: skip
+        save_extraction(ExtractionResult((x - x.mean(0)) / x.std(0, ddof=1), None, meta), out / s)
+        dirs.append(out / s)
+    return dirs
 
 
 def targets(subjects, eval_dirs, truths, dissimilarity: pd.DataFrame) -> tuple[list, int, int]:
@@ -144,7 +162,9 @@ def main() -> None:
         cfg["demo"]["generator"] = generator
     base = C.OUT / f"demo_recipe_rho{low:g}-{high:g}{suffix.replace('-', '_')}"
     subjects, extract_dirs, demo = extracted_cohort(cfg, base)
-    extra = C.config_overrides(args.set)
+    if args.oracle:
+        extract_dirs = planted_states(subjects, demo, base / "oracle_extract", cfg["demo"]["tr_s"])
+    extra = C.config_overrides(args.set) | ({"decoder": "standard"} if args.oracle else {})
     training = training_params(cfg, extra)
     run = base / args.name
     hierarchical = {**cfg["fit"]["hierarchical"], "enabled": True} if args.hierarchical else None
@@ -157,9 +177,8 @@ def main() -> None:
     fit_s = time.perf_counter() - t0
     eval_dirs = [run / s / "evaluate" for s in subjects]
     options = {k: v for k, v in cfg["evaluate"].items() if k not in ("threads", "test_fraction")}
-    for s in subjects:
-        run_evaluate(run / s / "fit", base / "extract" / s, run / s / "evaluate",
-                     seed=args.seed, **options)  # fmt: skip
+    for s, ex in zip(subjects, extract_dirs, strict=True):
+        run_evaluate(run / s / "fit", ex, run / s / "evaluate", seed=args.seed, **options)
     truths = [demo / "ground_truth" / f"{s}.json" for s in subjects]
     figures = {k: run / "cohort" / f"{k}.png" for k in ("lambda", "dissimilarity", "embedding")}
     run_cohort(subjects, extract_dirs, eval_dirs, {s: "" for s in subjects}, run / "cohort",

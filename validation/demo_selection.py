@@ -2,13 +2,15 @@
 
 Every recipe folder that ``demo_recipe.py`` left under ``validation/out/demo_recipe*/`` holds each
 subject's ``evaluate/metrics.tsv`` (every restart's held-out D_stsp, D_H and λ_max). For each
-folder this script selects each subject's models again by two rules and counts the subjects whose
+folder this script selects each subject's models again by three rules and counts the subjects whose
 selected models' median λ_max per second is positive and within ±25 % of the planted value:
 
 * ``D_stsp``: the best quarter of the eligible models by held-out D_stsp (the workflow's rule
   before 2026-11-30, session 5);
 * ``D_stsp, then D_H``: :func:`dsr.analysis.selection.select_models` with ``keep_fraction=0.25``,
-  the best half by held-out D_stsp and then the better half of those by held-out D_H.
+  the best half by held-out D_stsp and then the better half of those by held-out D_H;
+* ``λ consensus``: the best half by held-out D_stsp, then the quarter whose λ_max lie nearest the
+  half's median (tried in session 9: does agreement on λ mark the faithful models?).
 
     python validation/demo_selection.py
 
@@ -50,7 +52,16 @@ def two_stage(table: pd.DataFrame) -> pd.Series:
     return select_models(scores(table), segment="test", keep_fraction=0.25)["selected"].to_numpy()
 
 
-RULES = {"D_stsp": quarter_by_dstsp, "D_stsp, then D_H": two_stage}
+def lambda_consensus(table: pd.DataFrame) -> pd.Series:
+    """The best half by held-out D_stsp, then the quarter whose λ_max lie nearest that half's
+    median (faithful models should agree on λ; the others scatter)."""
+    eligible = table[table["eligible"]]
+    half = eligible.nsmallest(max(2, int(np.ceil(0.5 * len(eligible)))), "dstsp_test")
+    gap = (half["lambda_max_per_s"] - half["lambda_max_per_s"].median()).abs()
+    return table.index.isin(gap.nsmallest(max(2, int(np.ceil(0.25 * len(eligible))))).index)
+
+
+RULES = {"D_stsp": quarter_by_dstsp, "D_stsp, then D_H": two_stage, "λ consensus": lambda_consensus}
 
 
 def pooled(folders: list[str]) -> dict[str, pd.DataFrame]:
