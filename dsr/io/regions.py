@@ -58,10 +58,10 @@ def align_regions(
         for rid in all_ids
         if rid not in kept
     ]
-    aligned = []
+    aligned, kept_names = [], [names[r] for r in kept]
     for res in results:
         cols = [res.meta["region_ids"].index(rid) for rid in kept]
-        meta = dict(res.meta, region_ids=kept, region_names=[names[r] for r in kept])
+        meta = dict(res.meta, region_ids=kept, region_names=kept_names)
         meta["empty_regions"] = []
         if screen := res.meta.get("nonstationarity"):  # per-region lists follow the columns
             meta["nonstationarity"] = screen | {
@@ -69,7 +69,7 @@ def align_regions(
             }
         meta["cohort_dropped_regions"] = dropped
         aligned.append(replace(res, timeseries=res.timeseries[:, cols], meta=meta))
-    return aligned, {"kept_ids": kept, "kept_names": [names[r] for r in kept], "dropped": dropped}
+    return aligned, {"kept_ids": kept, "kept_names": kept_names, "dropped": dropped}
 
 
 def region_table(report: dict[str, Any]) -> pd.DataFrame:
