@@ -10,8 +10,6 @@ import functools
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from dsr._validation import check_choice
 from dsr.atomic import write_json, write_npz, write_text
 from dsr.errors import DsrInputError
@@ -168,20 +166,6 @@ def run_align(extract_dirs: list, out_dirs: list, table_path) -> list[Path]:
     return [Path(o) for o in out_dirs]
 
 
-def subject_kernel(meta: dict, decoder: str = "convolved", tau_s: float = 0.7) -> np.ndarray:
-    """Observation kernel for a subject: HRF at ``meta['tr_s']`` or calcium at ``meta['fs_hz']``
-    (the standard decoder on calcium data: none)."""
-    from dsr.signal.kernels import make_kernel
-
-    if decoder == "standard":
-        return make_kernel("hrf", tr_s=meta["tr_s"]) if "tr_s" in meta else np.ones(1)
-    if "tr_s" in meta and meta["tr_s"]:
-        return make_kernel("hrf", tr_s=meta["tr_s"])
-    if "fs_hz" in meta and meta["fs_hz"]:
-        return make_kernel("calcium", tau_s=tau_s, fs_hz=meta["fs_hz"])
-    raise DsrInputError("meta.json holds neither 'tr_s' nor 'fs_hz'; cannot build the kernel")
-
-
 def run_fit(
     extract_dirs: list,
     out_dirs: list,
@@ -210,6 +194,7 @@ def run_fit(
 
     from dsr.cli import write_fit_outputs
     from dsr.io import check_no_empty_regions, load_extraction
+    from dsr.signal.kernels import subject_kernel
     from dsr.training.ensemble import save_ensemble
     from dsr.training.loop import TrainingConfig, fit_ensemble
 

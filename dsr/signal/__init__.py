@@ -5,8 +5,8 @@ the sampling grid of the data, and the causal convolution with them; wavelet noi
 denoising, Wiener deconvolution of a whole series, and its leak-free sliding form for held-out data.
 
 Exports: ``KERNELS``, ``make_kernel``, ``spm_hrf``, ``calcium_kernel``, ``kernel_from_file``,
-``identity_kernel``, ``causal_convolve``; ``wavelet_noise_sd``, ``wavelet_denoise``,
-``wiener_deconvolve``, ``sliding_deconvolve``, ``edge_samples``.
+``identity_kernel``, ``subject_kernel``, ``causal_convolve``; ``wavelet_noise_sd``,
+``wavelet_denoise``, ``wiener_deconvolve``, ``sliding_deconvolve``, ``edge_samples``.
 """
 
 from dsr.signal.deconvolution import (
@@ -24,6 +24,7 @@ from dsr.signal.kernels import (
     kernel_from_file,
     make_kernel,
     spm_hrf,
+    subject_kernel,
 )
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "make_kernel",
     "sliding_deconvolve",
     "spm_hrf",
+    "subject_kernel",
     "wavelet_denoise",
     "wavelet_noise_sd",
     "wiener_deconvolve",

@@ -1,4 +1,5 @@
-"""Convolution kernels of the observation model: SPM canonical HRF, calcium, from file.
+"""Convolution kernels of the observation model: SPM canonical HRF, calcium, from file, and the
+one a subject's extraction calls for (``subject_kernel``).
 
 All kernels are 1-D float64 arrays ``(h,)`` with ``k[0]`` the zero-lag weight, normalised to sum 1.
 """
@@ -89,3 +90,15 @@ def make_kernel(name: str, **params) -> np.ndarray:
     """Build a kernel by registry name, e.g. ``make_kernel("hrf", tr_s=1.4)``."""
     check_choice("kernel", name, KERNELS)
     return KERNELS[name](**params)
+
+
+def subject_kernel(meta: dict, decoder: str = "convolved", tau_s: float = 0.7) -> np.ndarray:
+    """Observation kernel for a subject: HRF at ``meta['tr_s']`` or calcium at ``meta['fs_hz']``
+    (the standard decoder on calcium data: none)."""
+    if meta.get("tr_s"):
+        return make_kernel("hrf", tr_s=meta["tr_s"])
+    if decoder == "standard":  # no HRF: the forcing is the data themselves
+        return make_kernel("identity")
+    if meta.get("fs_hz"):
+        return make_kernel("calcium", tau_s=tau_s, fs_hz=meta["fs_hz"])
+    raise DsrInputError("meta.json holds neither 'tr_s' nor 'fs_hz'; cannot build the kernel")
